@@ -1,0 +1,231 @@
+"""The ``golfsweep`` command: a thin shell over the library. User mistakes exit 1 with one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from golfsweep.errors import GolfsweepError
+
+app = typer.Typer(help="Multi-seed hyperparameter sweeps for OpenAI Parameter Golf on Ray.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Datasets for local sweeps.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+def main() -> None:
+    """Console entry point: domain errors become one line on stderr and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except GolfsweepError as exc:
+        _echo_err(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _echo_err("interrupted; `golfsweep resume SWEEP_DIR` continues the sweep")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+# --------------------------------------------------------------------------- sweeps
+
+@app.command()
+def run(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (TOML).")],
+    dir: Annotated[Optional[Path], typer.Option("--dir", help="Sweep directory (default: sweeps/<name>).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address; default: start a local instance.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned runs with their env and exit.")] = False,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the local Ray instance.")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="Logical GPUs of the local Ray instance.")] = None,
+) -> None:
+    """Run a sweep: Optuna proposes configs, each runs once per seed, results go to the sweep directory."""
+    from golfsweep.search_spaces import load_spec
+
+    spec = load_spec(sweep_file)
+    if dry_run:
+        _print_plan(spec)
+        return
+    _run(spec, dir, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+
+
+@app.command()
+def resume(
+    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory of an interrupted sweep.")],
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="Sweep file, if it moved.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the local Ray instance.")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="Logical GPUs of the local Ray instance.")] = None,
+) -> None:
+    """Continue a sweep after a crash: completed runs are kept, runs that were in flight run again."""
+    from golfsweep.orchestrator import spec_for_resume
+
+    _run(spec_for_resume(sweep_dir, spec), sweep_dir, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+
+
+def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
+    from golfsweep.orchestrator import TerminalProgress, default_sweep_dir, run_sweep
+    from golfsweep.results import format_table, load_sweep
+
+    sweep_dir = sweep_dir or default_sweep_dir(spec)
+    typer.echo(f"sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds -> {sweep_dir}", err=True)
+    with TerminalProgress() as progress:
+        outcome = run_sweep(spec, sweep_dir, progress=progress, **kwargs)
+    typer.echo(format_table(load_sweep(outcome.sweep_dir), "md"))
+    if outcome.best is None:
+        typer.echo("no feasible config: see `golfsweep status` for the reasons", err=True)
+
+
+def _print_plan(spec) -> None:
+    from golfsweep.orchestrator import planned_runs
+
+    runs = planned_runs(spec)
+    launcher = spec.launcher_command
+    cmd = (f"torchrun --standalone --nproc_per_node={spec.nproc} {spec.script.name}" if launcher == "torchrun"
+           else f"python {spec.script.name}")
+    typer.echo(f"dry run: sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds = {len(runs)} runs, "
+               f"each `{cmd}` on {spec.gpus_per_run or spec.cpus_per_run} "
+               f"{'GPU(s)' if spec.gpus_per_run else 'CPU(s)'} of one node")
+    if spec.sampler.name.value in ("tpe", "gp", "cmaes") and spec.trials > spec.sampler.n_startup_trials:
+        typer.echo(f"note: configs after the first {spec.sampler.n_startup_trials} depend on results; "
+                   f"shown as drawn before any result", err=False)
+    for r in runs:
+        env = " ".join(f"{k}={v}" for k, v in sorted(r["env"].items()))
+        typer.echo(f"trial {r['trial']} seed {r['seed']}: {env}")
+
+
+@app.command()
+def table(
+    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="md, csv or json.")] = "md",
+    baseline: Annotated[Optional[str], typer.Option(
+        help="Significance vs a baseline: a number (val_bpb, or nats with --baseline-metric val_loss), "
+             "a submission.json, or a folder of logs.")] = None,
+    baseline_metric: Annotated[str, typer.Option(help="What a numeric --baseline is: val_bpb or val_loss.")] = "val_bpb",
+) -> None:
+    """One row per config: n_ok/n_seeds, mean/std/min/max val_bpb, limits, feasibility; best first."""
+    from golfsweep.results import format_table, load_sweep
+
+    if format not in ("md", "csv", "json"):
+        raise GolfsweepError(f"--format: must be one of md, csv, json, got {format!r}")
+    data = load_sweep(sweep_dir)
+    if baseline is None:
+        typer.echo(format_table(data, format))
+        return
+    from golfsweep.results import format_significance, load_baseline
+
+    typer.echo(format_significance(data, load_baseline(baseline, baseline_metric), format))
+
+
+@app.command()
+def status(sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")]) -> None:
+    """Runs by state, with failure reasons."""
+    from golfsweep.results import format_status, load_sweep
+
+    typer.echo(format_status(load_sweep(sweep_dir)))
+
+
+@app.command("parse-log")
+def parse_log_cmd(
+    logs: Annotated[list[Path], typer.Argument(help="Training logs.")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per log.")] = False,
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated preference of final-metric labels.")] = None,
+) -> None:
+    """Parse training logs: final val_bpb/val_loss, artifact bytes, train time, seed."""
+    from golfsweep.worker import parse_log_file, seed_from_filename
+
+    prefs = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
+    for path in logs:
+        if not path.is_file():
+            raise GolfsweepError(f"LOG: must be a readable file, got {str(path)!r}")
+        parsed = parse_log_file(path, prefs)
+        d = {"path": str(path), **parsed.to_dict()}
+        d["seed_in_filename"] = seed_from_filename(path.name)
+        if json_out:
+            typer.echo(json.dumps(d))
+        else:
+            typer.echo(f"{path}: {d['metric_label']} val_bpb={d['val_bpb']} val_loss={d['val_loss']} "
+                       f"bytes_total={d['bytes_total']} train_time_ms={d['train_time_ms']} seed={d['seed']}")
+
+
+# --------------------------------------------------------------------------- demo
+
+@app.command()
+def demo(
+    dir: Annotated[Path, typer.Option("--dir", help="Where the demo data and sweep go.")] = Path("golfsweep-demo"),
+    trials: Annotated[Optional[int], typer.Option(help="Override the number of trials.")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs for the local Ray instance (default: all).")] = None,
+) -> None:
+    """The embedded default: build demo data, sweep the reference trainer on CPU, print the 3-seed table."""
+    from golfsweep.demo import prepare_demo
+
+    spec = prepare_demo(dir, trials=trials)
+    _run(spec, dir / "sweep", num_cpus=num_cpus)
+
+
+@data_app.command("demo")
+def data_demo(
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    text: Annotated[Optional[Path], typer.Option("--text", help="Your own UTF-8 text instead of Python's docs.")] = None,
+    vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabulary size.")] = 1024,
+) -> None:
+    """Build a small real-text dataset (challenge shard format + SentencePiece tokenizer) without network."""
+    from golfsweep.data import build_demo_data
+
+    if text is not None and not text.is_file():
+        raise GolfsweepError(f"--text: must be a readable file, got {str(text)!r}")
+    info = build_demo_data(out, text_file=text, vocab_size=vocab_size)
+    typer.echo(f"demo data in {out}: {info.n_train_tokens} train / {info.n_val_tokens} val tokens, "
+               f"tokenizer {info.tokenizer_path}")
+
+
+# --------------------------------------------------------------------------- records
+
+@app.command()
+def audit(
+    script: Annotated[Path, typer.Argument(help="A train_gpt.py to audit.")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    sweep: Annotated[Optional[Path], typer.Option(help="Also check a sweep's runtime rules.")] = None,
+    trial: Annotated[Optional[int], typer.Option(help="Trial for the runtime checks (default: best).")] = None,
+) -> None:
+    """Static compliance audit (score-first TTT, no val calibration, no network) and runtime rules."""
+    from golfsweep.audit import audit_file
+
+    if not script.is_file():
+        raise GolfsweepError(f"SCRIPT: must be a readable file, got {str(script)!r}")
+    report = audit_file(script).to_dict()
+    if sweep is not None:
+        from golfsweep.results import runtime_checks_for
+
+        report["runtime"] = runtime_checks_for(sweep, trial)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for f in report["findings"]:
+            typer.echo(f"{script}:{f['line']}: [{f['severity']}] {f['rule']}: {f['message']}")
+        for n in report.get("notes", []):
+            typer.echo(f"note: {n}")
+        for c in report.get("runtime", {}).get("checks", []):
+            typer.echo(f"runtime {c['rule']}: {'ok' if c['ok'] else 'FAIL'}: {c['message']}")
+        typer.echo(f"verdict: {report['verdict']}")
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,26 @@
+"""The only package that imports Ray: placement, retries, Optuna ask/tell, resume, progress."""
+
+from golfsweep.orchestrator._api import (
+    check_local_paths,
+    default_sweep_dir,
+    make_backend,
+    run_sweep,
+    spec_for_resume,
+)
+from golfsweep.orchestrator._backend import InProcessBackend, RayBackend, RunBackend
+from golfsweep.orchestrator._driver import (
+    CONSTRAINTS_ATTR,
+    Driver,
+    Snapshot,
+    SweepOutcome,
+    constraints_of,
+    planned_runs,
+    prepare_sweep_dir,
+)
+from golfsweep.orchestrator._progress import TerminalProgress
+
+__all__ = [
+    "CONSTRAINTS_ATTR", "Driver", "InProcessBackend", "RayBackend", "RunBackend", "Snapshot", "SweepOutcome",
+    "TerminalProgress", "check_local_paths", "constraints_of", "default_sweep_dir", "make_backend",
+    "planned_runs", "prepare_sweep_dir", "run_sweep", "spec_for_resume",
+]

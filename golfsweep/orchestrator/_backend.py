@@ -1,0 +1,177 @@
+"""Where runs execute. The driver only talks to ``RunBackend``; Ray is one implementation."""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures as cf
+import time
+from pathlib import Path
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.worker import RunResult, RunSpec, RunState, execute_run
+
+
+class RunBackend(abc.ABC):
+    """Executes runs and reports their results.
+
+    Contract: the driver calls ``capacity()`` to learn how many runs may be in flight, ``submit()``
+    at most that many times, then ``poll()`` until results come back. Every submitted spec comes
+    back from ``poll`` exactly once, as a ``RunResult`` — never an exception. A run whose worker or
+    node died comes back with state ``LOST``; retrying it is the driver's decision, not the backend's.
+    """
+
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many runs can execute at once right now (recomputed: nodes come and go)."""
+
+    @abc.abstractmethod
+    def submit(self, spec: RunSpec) -> None:
+        """Start ``spec`` (or queue it where the backend has its own queue)."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float) -> list[tuple[RunSpec, RunResult]]:
+        """Wait up to ``timeout`` seconds; return the runs that finished since the last call."""
+
+    @abc.abstractmethod
+    def in_flight(self) -> int:
+        """Runs submitted and not yet returned by ``poll``."""
+
+    def shutdown(self) -> None:
+        """Release resources; runs still in flight are abandoned."""
+
+
+class InProcessBackend(RunBackend):
+    """Runs on this machine in threads, without Ray: for tests and single-box use."""
+
+    def __init__(self, max_parallel: int = 1, workdir_root: Path | None = None) -> None:
+        self._pool = cf.ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="golfsweep-run")
+        self._max = max_parallel
+        self._root = workdir_root
+        self._futures: dict[cf.Future, RunSpec] = {}
+
+    def capacity(self) -> int:
+        return self._max
+
+    def submit(self, spec: RunSpec) -> None:
+        fut = self._pool.submit(execute_run, spec, workdir_root=self._root, node_id="local")
+        self._futures[fut] = spec
+
+    def poll(self, timeout: float) -> list[tuple[RunSpec, RunResult]]:
+        if not self._futures:
+            time.sleep(min(timeout, 0.05))
+            return []
+        done, _ = cf.wait(list(self._futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            spec = self._futures.pop(fut)
+            try:
+                out.append((spec, fut.result()))
+            except Exception as exc:  # a worker bug must not take the sweep down with it
+                out.append((spec, lost(spec, f"worker error: {type(exc).__name__}: {exc}")))
+        return out
+
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def lost(spec: RunSpec, reason: str, node_id: str | None = None) -> RunResult:
+    now = time.time()
+    return RunResult(trial=spec.trial, seed=spec.seed, attempt=spec.attempt, state=RunState.LOST,
+                     reason=reason, node_id=node_id, started_at=now, ended_at=now)
+
+
+class RayBackend(RunBackend):
+    """Each run is a Ray task reserving ``gpus_per_run`` GPUs (or ``cpus_per_run`` CPUs) on ONE node.
+
+    A single task's resources always come from one node, so ``gpus_per_run = 8`` on 8-GPU nodes
+    means one run per node. Ray's own task retries are off: node loss comes back as ``LOST`` and
+    the driver re-queues it, so attempts are counted and recorded in one place.
+    """
+
+    def __init__(self, *, gpus_per_run: int, cpus_per_run: int, address: str | None = None,
+                 num_cpus: int | None = None, num_gpus: int | None = None, workdir_root: Path | None = None,
+                 runtime_env: dict | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self._gpus = gpus_per_run
+        self._cpus = cpus_per_run
+        self._refs: dict[object, RunSpec] = {}
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                             runtime_env=runtime_env)
+                else:
+                    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, logging_level="ERROR",
+                             log_to_driver=False, include_dashboard=False, runtime_env=runtime_env)
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise GolfsweepError(f"--address: cannot connect to a Ray cluster at {address!r}: {first}") from None
+        self._owns_ray = not address
+        self._task = ray.remote(_ray_execute).options(
+            num_gpus=gpus_per_run, num_cpus=0 if gpus_per_run else cpus_per_run, max_retries=0,
+            scheduling_strategy="SPREAD")
+        self._root = workdir_root
+
+    def capacity(self) -> int:
+        total = 0
+        for node in self._ray.nodes():
+            if not node.get("Alive"):
+                continue
+            res = node.get("Resources", {})
+            if self._gpus:
+                total += int(res.get("GPU", 0) // self._gpus)
+            else:
+                total += int(res.get("CPU", 0) // self._cpus)
+        return total
+
+    def submit(self, spec: RunSpec) -> None:
+        ref = self._task.remote(spec, str(self._root) if self._root else None)
+        self._refs[ref] = spec
+
+    def poll(self, timeout: float) -> list[tuple[RunSpec, RunResult]]:
+        if not self._refs:
+            time.sleep(min(timeout, 0.05))
+            return []
+        ready, _ = self._ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+        out = []
+        for ref in ready:
+            spec = self._refs.pop(ref)
+            try:
+                out.append((spec, self._ray.get(ref)))
+            except self._ray.exceptions.RayTaskError as exc:  # golfsweep's own code raised on the node
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                out.append((spec, lost(spec, f"worker error: {type(cause).__name__}: {_first_line(cause)}")))
+            except self._ray.exceptions.RayError as exc:  # node died, worker crashed, object lost
+                out.append((spec, lost(spec, f"system failure: {type(exc).__name__}: {_first_line(exc)}")))
+        return out
+
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def shutdown(self) -> None:
+        for ref in list(self._refs):
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:
+                pass
+        self._refs.clear()
+        if self._owns_ray:
+            self._ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _ray_execute(spec: RunSpec, workdir_root: str | None) -> RunResult:
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return execute_run(spec, workdir_root=Path(workdir_root) if workdir_root else None, node_id=node_id)
+

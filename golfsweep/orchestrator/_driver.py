@@ -1,0 +1,353 @@
+"""The sweep driver: Optuna ask/tell over (config × seed) runs on a ``RunBackend``.
+
+A trial is one config; it is told to Optuna only when every seed has finished, with the mean
+over seeds when all completed, as FAIL when any seed failed (failures are never averaged away).
+The store is written before Optuna is told, so a driver killed at any point resumes from the
+store: completed runs are kept, runs that were in flight are run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.orchestrator._backend import RunBackend
+from golfsweep.paths import SweepPaths, atomic_write
+from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_frame
+from golfsweep.search_spaces import SweepSpec, config_env, distributions, make_sampler, mask_env
+from golfsweep.worker import RunLimits, RunResult, RunSpec, RunState
+
+CONSTRAINTS_ATTR = "golfsweep_constraints"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Progress counts for the live display."""
+
+    total: int
+    complete: int
+    failed: int
+    running: int
+    queued: int
+    retries: int
+    best: dict[str, Any] | None
+    elapsed: float
+
+
+ProgressCallback = Callable[[Snapshot], None]
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    sweep_dir: Path
+    n_trials: int
+    n_runs: int
+    n_failed: int
+    best: dict[str, Any] | None
+
+
+def constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna constraint values (≤ 0 is feasible) stored on the trial when it was told."""
+    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0, 0.0, 0.0]))
+
+
+def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes, str]:
+    """Create or reopen a sweep directory; refuse one that holds a different sweep or script."""
+    script_bytes = spec.script.read_bytes()
+    sha = hashlib.sha256(script_bytes).hexdigest()
+    if paths.root.exists() and not paths.root.is_dir():
+        raise GolfsweepError(f"sweep directory: must be a directory, got file {str(paths.root)!r}")
+    had_store = paths.store.exists()
+    store = Store(paths.store)
+    fp = spec.fingerprint()
+    if had_store:
+        old_fp = store.get_meta("fingerprint")
+        if old_fp is not None and old_fp != fp:
+            old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
+            store.close()
+            raise GolfsweepError(
+                f"sweep directory: {str(paths.root)!r} holds sweep {old_name!r} with a different spec "
+                f"(fingerprint {old_fp} != {fp}); use another --dir")
+        old_sha = store.get_meta("script_sha256")
+        if old_sha is not None and old_sha != sha:
+            store.close()
+            raise GolfsweepError(
+                f"sweep.script: {spec.script.name} changed since this sweep started "
+                f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or use another --dir")
+    store.set_meta("fingerprint", fp)
+    store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
+    store.set_meta("script_sha256", sha)
+    store.set_meta("script_name", spec.script.name)
+    atomic_write(paths.spec_json, json.dumps({"fingerprint": fp, "spec": spec.to_dict(mask_secrets=True)},
+                                             indent=2, sort_keys=True))
+    if not paths.script(spec.script.name).exists():
+        atomic_write(paths.script(spec.script.name), script_bytes)
+    return store, script_bytes, sha
+
+
+def open_study(spec: SweepSpec, paths: SweepPaths) -> optuna.Study:
+    url = spec.storage_url or paths.optuna_url
+    sampler = make_sampler(spec, constraints_func=constraints_of)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.create_study(study_name=spec.name, storage=url, sampler=sampler,
+                                       direction=spec.direction.value, load_if_exists=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GolfsweepError(f"storage.url: cannot open Optuna storage {url!r}: {first[:200]}") from None
+
+
+class Driver:
+    """One sweep, driven to completion on a backend. Use ``run()``."""
+
+    def __init__(self, spec: SweepSpec, sweep_dir: str | Path, backend: RunBackend, *,
+                 progress: ProgressCallback | None = None, poll_seconds: float = 0.5) -> None:
+        self.spec = spec
+        self.paths = SweepPaths.of(sweep_dir)
+        self.backend = backend
+        self.progress = progress
+        self.poll_seconds = poll_seconds
+        self.store, self.script_bytes, self.script_sha = prepare_sweep_dir(spec, self.paths)
+        self.study = open_study(spec, self.paths)
+        self.dists = distributions(spec)
+        self.pending: deque[RunSpec] = deque()
+        self.retries = 0
+        self.started = time.time()
+        self._trials: dict[int, optuna.trial.Trial] = {}
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> SweepOutcome:
+        self._log(f"driver start: sweep {self.spec.name!r}, {self.spec.trials} trials x "
+                  f"{len(self.spec.seeds)} seeds, script sha256 {self.script_sha[:12]}")
+        self._recover()
+        try:
+            while True:
+                self._fill()
+                if not self.pending and self.backend.in_flight() == 0 and not self._can_ask():
+                    break
+                for run, result in self.backend.poll(self.poll_seconds):
+                    self._handle(run, result)
+                self._report()
+        except KeyboardInterrupt:
+            self._log("driver interrupted: runs in flight will be re-run by `golfsweep resume`")
+            raise
+        finally:
+            self.backend.shutdown()
+        self._report()
+        runs = self.store.runs()
+        outcome = SweepOutcome(self.paths.root, len(self.store.trials()), len(runs),
+                               sum(r.state is not RunState.COMPLETE for r in runs), self._best())
+        self._log(f"driver done: {outcome.n_runs} runs, {outcome.n_failed} not complete")
+        self.store.close()
+        return outcome
+
+    def _can_ask(self) -> bool:
+        return len(self.study.trials) < self.spec.trials
+
+    def _fill(self) -> None:
+        cap = self.backend.capacity()
+        while self.backend.in_flight() < cap:
+            if not self.pending:
+                if not self._can_ask():
+                    return
+                self._ask()
+            self._submit(self.pending.popleft())
+
+    def _ask(self) -> None:
+        trial = self.study.ask(self.dists)
+        self._trials[trial.number] = trial
+        self.store.add_trial(trial.number, trial.params)
+        self._log(f"trial {trial.number} asked: {json.dumps(trial.params, sort_keys=True)}")
+        for seed in self.spec.seeds:
+            self.pending.append(self._run_spec(trial.number, trial.params, seed, attempt=1))
+
+    def _run_spec(self, trial: int, params: dict[str, Any], seed: int, attempt: int) -> RunSpec:
+        s = self.spec
+        env = dict(s.env)
+        env.update(config_env(s, params))
+        return RunSpec(
+            sweep=s.name, trial=trial, seed=seed, params=dict(params), env=env, script_name=s.script.name,
+            script_bytes=self.script_bytes, script_sha256=self.script_sha, nproc=s.nproc,
+            launcher=s.launcher_command, attempt=attempt,
+            limits=RunLimits(artifact_bytes=s.limits.artifact_bytes, train_seconds=s.limits.train_seconds,
+                             eval_seconds=s.limits.eval_seconds,
+                             run_timeout_seconds=s.limits.run_timeout_seconds,
+                             stall_seconds=s.limits.stall_seconds),
+            metric_labels=s.metric_labels, artifact_glob=s.artifact_glob, check_paths=s.check_paths,
+        )
+
+    def _submit(self, run: RunSpec) -> None:
+        self.store.put_run(RunRecord(trial=run.trial, seed=run.seed, state=RunState.RUNNING, attempt=run.attempt,
+                                     started_at=time.time()))
+        self.backend.submit(run)
+        self._log(f"run {run.trial}-{run.seed} attempt {run.attempt} submitted")
+
+    # ------------------------------------------------------------------ results
+    def _handle(self, run: RunSpec, res: RunResult) -> None:
+        log_path = None
+        if res.log_text:
+            log_path = self.paths.run_log(run.trial, run.seed)
+            atomic_write(log_path, res.log_text)
+        rec = record_from_result(res, str(log_path) if log_path else None)
+        retry = (res.state.is_system_failure() and run.attempt <= self.spec.max_system_retries) or (
+            res.state.is_script_failure() and run.attempt <= self.spec.max_script_retries)
+        self.store.put_run(rec)
+        atomic_write(self.paths.run_result(run.trial, run.seed), json.dumps(rec.to_dict(), indent=2))
+        self._log(f"run {run.trial}-{run.seed} attempt {run.attempt} {res.state.value}"
+                  + (f" on {res.node_id}" if res.node_id else "") + (f": {res.reason}" if res.reason else "")
+                  + (" -> retry" if retry else ""))
+        if retry:
+            self.retries += 1
+            self.pending.appendleft(_next_attempt(run))
+            return
+        self._maybe_tell(run.trial)
+
+    def _maybe_tell(self, trial_number: int) -> None:
+        runs = self.store.runs(trial_number)
+        if len(runs) < len(self.spec.seeds) or not all(r.state.is_finished() for r in runs):
+            return
+        trial = self._trial(trial_number)
+        failed = [r for r in runs if r.state is not RunState.COMPLETE]
+        if failed:
+            reasons = "; ".join(f"seed {r.seed}: {r.state.value}: {r.reason}" for r in failed)
+            trial.set_user_attr("failure", reasons[:2000])
+            self.store.finish_trial(trial_number, TrialState.FAILED, None)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._log(f"trial {trial_number} failed: {reasons}")
+            return
+        metric = self.spec.metric
+        values = [getattr(r, metric) for r in runs]
+        value = sum(values) / len(values)
+        trial.set_user_attr(CONSTRAINTS_ATTR, self._constraints(runs))
+        trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
+        self.store.finish_trial(trial_number, TrialState.COMPLETE, value)
+        self.study.tell(trial, value)
+        self._log(f"trial {trial_number} complete: mean {metric} {value:.6f}")
+
+    def _constraints(self, runs: list[RunRecord]) -> list[float]:
+        lim = self.spec.limits
+
+        def over(values: list[float | None], limit: float) -> float:
+            known = [v for v in values if v is not None]
+            return max(known) - limit if known else 0.0
+
+        return [
+            over([r.bytes_total for r in runs], lim.artifact_bytes),
+            over([r.train_time_ms / 1000 if r.train_time_ms is not None else None for r in runs],
+                 lim.train_seconds),
+            over([r.eval_time_ms / 1000 if r.eval_time_ms is not None else None for r in runs],
+                 lim.eval_seconds),
+        ]
+
+    def _trial(self, number: int) -> optuna.trial.Trial:
+        if number not in self._trials:  # after a restart: rebuild the handle from storage
+            frozen = self.study.trials[number]
+            self._trials[number] = optuna.trial.Trial(self.study, frozen._trial_id)
+        return self._trials[number]
+
+    # ------------------------------------------------------------------ resume
+    def _recover(self) -> None:
+        """Re-queue what a previous driver left unfinished; tell trials whose runs all finished."""
+        known = {t.trial for t in self.store.trials()}
+        for ft in self.study.trials:
+            if ft.state is optuna.trial.TrialState.RUNNING and ft.number not in known:
+                self.store.add_trial(ft.number, ft.params)  # crashed between ask and our own record
+        for t in self.store.trials():
+            ft = self.study.trials[t.trial]
+            if ft.state is not optuna.trial.TrialState.RUNNING:
+                continue
+            requeued = 0
+            for seed in self.spec.seeds:
+                rec = self.store.run(t.trial, seed)
+                if rec is not None and rec.state.is_finished():
+                    retry = (rec.state.is_system_failure() and rec.attempt <= self.spec.max_system_retries)
+                    if not retry:
+                        continue
+                attempt = (rec.attempt + 1) if rec is not None and rec.state is not RunState.QUEUED else 1
+                self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
+                requeued += 1
+            if requeued:
+                self._log(f"resume: trial {t.trial}: re-queued {requeued} run(s)")
+            else:
+                self._maybe_tell(t.trial)
+
+    # ------------------------------------------------------------------ progress
+    def _best(self) -> dict[str, Any] | None:
+        df = summary_frame(load_sweep(self.paths.root))
+        if df.empty or not df["feasible"].any():
+            return None
+        row = df[df["feasible"]].iloc[0]
+        return {"trial": int(row["trial"]), "params": row["params"], "objective": float(row["objective"]),
+                "std": None if row["std_val_bpb"] is None or _nan(row["std_val_bpb"]) else float(row["std_val_bpb"])}
+
+    def _report(self) -> None:
+        if self.progress is None:
+            return
+        runs = self.store.runs()
+        complete = sum(r.state is RunState.COMPLETE for r in runs)
+        failed = sum(r.state.is_finished() and r.state is not RunState.COMPLETE for r in runs)
+        total = self.spec.trials * len(self.spec.seeds)
+        running = self.backend.in_flight()
+        queued = max(0, total - complete - failed - running)
+        self.progress(Snapshot(total=total, complete=complete, failed=failed, running=running, queued=queued,
+                               retries=self.retries, best=self._best(), elapsed=time.time() - self.started))
+
+    def _log(self, msg: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.paths.driver_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.driver_log, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {msg}\n")
+
+
+def record_from_result(res: RunResult, log_path: str | None) -> RunRecord:
+    art = res.artifact
+    return RunRecord(
+        trial=res.trial, seed=res.seed, state=res.state, attempt=res.attempt, reason=res.reason,
+        exit_code=res.exit_code, node_id=res.node_id, hostname=res.hostname, started_at=res.started_at,
+        ended_at=res.ended_at, metric_label=res.metric_label, val_bpb=res.val_bpb, val_loss=res.val_loss,
+        train_time_ms=res.train_time_ms, eval_time_ms=res.eval_time_ms,
+        bytes_total=art.total_bytes if art else None, bytes_model=art.model_bytes if art else None,
+        bytes_code=art.code_bytes if art else None, bytes_claimed=art.claimed_total_bytes if art else None,
+        log_path=log_path, log_tail=res.log_tail, curve=res.curve,
+    )
+
+
+def _next_attempt(run: RunSpec) -> RunSpec:
+    return dataclasses.replace(run, attempt=run.attempt + 1)
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def planned_runs(spec: SweepSpec) -> list[dict[str, Any]]:
+    """What ``--dry-run`` prints: the configs the sampler would propose first, × seeds, with env.
+
+    Model-based samplers adapt to results, so only the configs before any result are certain; the
+    rest are drawn as if no result had arrived.
+    """
+    study = optuna.create_study(sampler=make_sampler(spec), direction=spec.direction.value)
+    dists = distributions(spec)
+    out = []
+    for _ in range(spec.trials):
+        trial = study.ask(dists)
+        env = mask_env({**spec.env, **config_env(spec, trial.params)})
+        for seed in spec.seeds:
+            out.append({"trial": trial.number, "seed": seed, "params": trial.params,
+                        "env": {**env, "SEED": str(seed), "RUN_ID": f"{spec.name}-t{trial.number}-s{seed}"}})
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return out

@@ -1,0 +1,62 @@
+"""Live progress in the terminal: runs done / running / queued and the best feasible mean so far."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from golfsweep.orchestrator._driver import Snapshot
+
+
+class TerminalProgress:
+    """A live panel on a terminal; one plain line per change elsewhere (CI logs, pipes)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._live: Live | None = None
+        self._last: tuple | None = None
+
+    def __enter__(self) -> TerminalProgress:
+        if self.console.is_terminal:
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def __call__(self, snap: Snapshot) -> None:
+        if self._live is not None:
+            self._live.update(_panel(snap))
+            return
+        key = (snap.complete, snap.failed, snap.running, snap.queued, snap.retries)
+        if key != self._last:
+            self._last = key
+            self.console.print(_line(snap), highlight=False, soft_wrap=True)
+
+
+def _best_text(snap: Snapshot) -> str:
+    if not snap.best:
+        return "best: -"
+    b = snap.best
+    std = f" ± {b['std']:.4f}" if b.get("std") is not None else ""
+    return f"best: {b['objective']:.5f}{std} (trial {b['trial']}, {b['params']})"
+
+
+def _line(snap: Snapshot) -> str:
+    done = snap.complete + snap.failed
+    retries = f" retries {snap.retries}" if snap.retries else ""
+    return (f"[{done}/{snap.total} runs] complete {snap.complete} failed {snap.failed} running {snap.running} "
+            f"queued {snap.queued}{retries} | {_best_text(snap)} | {snap.elapsed:.0f}s")
+
+
+def _panel(snap: Snapshot) -> Table:
+    t = Table(title="golfsweep", show_header=True, header_style="bold")
+    for col in ("done", "complete", "failed", "running", "queued", "retries", "elapsed"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{snap.complete + snap.failed}/{snap.total}", str(snap.complete), str(snap.failed),
+              str(snap.running), str(snap.queued), str(snap.retries), f"{snap.elapsed:.0f}s")
+    t.caption = _best_text(snap)
+    return t

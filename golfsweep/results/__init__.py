@@ -1,0 +1,18 @@
+"""The run store and everything computed from it; works on a copied sweep directory, no cluster."""
+
+from golfsweep.results._status import format_status
+from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialState
+from golfsweep.results._table import (
+    SweepData,
+    best_feasible,
+    format_table,
+    limit_checks,
+    load_sweep,
+    runs_frame,
+    summary_frame,
+)
+
+__all__ = [
+    "RunRecord", "Store", "SweepData", "TrialRecord", "TrialState", "best_feasible", "format_status",
+    "format_table", "limit_checks", "load_sweep", "runs_frame", "summary_frame",
+]

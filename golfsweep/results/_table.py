@@ -1,0 +1,229 @@
+"""Per-config aggregates over seeds: mean/std BPB, limits, feasibility — as a DataFrame or text."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.paths import SweepPaths
+from golfsweep.results._store import RunRecord, Store, TrialRecord
+from golfsweep.worker._types import RunState
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """Everything the tables need, read once from a sweep directory (no cluster needed)."""
+
+    paths: SweepPaths
+    spec: dict[str, Any]
+    trials: list[TrialRecord]
+    runs: list[RunRecord]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.spec["seeds"])
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        return self.spec["limits"]
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p["name"] for p in self.spec["space"]]
+
+    @property
+    def minimize(self) -> bool:
+        return self.spec.get("direction", "minimize") == "minimize"
+
+
+def load_sweep(sweep_dir: str | Path) -> SweepData:
+    paths = SweepPaths.of(sweep_dir)
+    if not paths.root.is_dir():
+        raise GolfsweepError(f"sweep directory: must exist, got {str(sweep_dir)!r}")
+    with Store(paths.store, create=False) as store:
+        raw = store.get_meta("spec")
+        if raw is None:
+            raise GolfsweepError(f"sweep directory: store has no sweep spec, got {str(sweep_dir)!r}")
+        return SweepData(paths=paths, spec=json.loads(raw), trials=store.trials(), runs=store.runs())
+
+
+def limit_checks(data: SweepData, runs: Sequence[RunRecord]) -> dict[str, bool | None]:
+    """Pass/fail per limit over a config's completed runs; None where no run reported the value."""
+    ok = [r for r in runs if r.state is RunState.COMPLETE]
+    lim = data.limits
+
+    def check(values: list[float | None], limit: float) -> bool | None:
+        known = [v for v in values if v is not None]
+        if not known:
+            return None
+        return max(known) <= limit and len(known) == len(values)
+
+    return {
+        "bytes_ok": check([r.bytes_total for r in ok], lim["artifact_bytes"]),
+        "train_ok": check([None if r.train_time_ms is None else r.train_time_ms / 1000 for r in ok],
+                          lim["train_seconds"]),
+        "eval_ok": check([None if r.eval_time_ms is None else r.eval_time_ms / 1000 for r in ok],
+                         lim["eval_seconds"]),
+    }
+
+
+def runs_frame(data: SweepData) -> pd.DataFrame:
+    """One row per (trial, seed) run, with the trial's params."""
+    params = {t.trial: t.params for t in data.trials}
+    rows = []
+    for r in data.runs:
+        d = r.to_dict()
+        d.pop("log_tail")
+        d.pop("curve")
+        d["params"] = params.get(r.trial, {})
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def summary_frame(data: SweepData) -> pd.DataFrame:
+    """One row per config, best first: feasible configs by mean metric, then the rest."""
+    by_trial: dict[int, list[RunRecord]] = {}
+    for r in data.runs:
+        by_trial.setdefault(r.trial, []).append(r)
+    metric = data.spec.get("metric", "val_bpb")
+    rows = []
+    for t in data.trials:
+        runs = by_trial.get(t.trial, [])
+        ok = [r for r in runs if r.state is RunState.COMPLETE and r.val_bpb is not None]
+        bpb = [r.val_bpb for r in ok]
+        loss = [r.val_loss for r in ok if r.val_loss is not None]
+        checks = limit_checks(data, runs)
+        n_seeds = len(data.seeds)
+        all_done = len(ok) == n_seeds
+        failed = [f"seed {r.seed}: {r.state.value}: {r.reason}" for r in runs
+                  if r.state.is_finished() and r.state is not RunState.COMPLETE]
+        row = {
+            "trial": t.trial,
+            "params": t.params,
+            **{f"param.{k}": v for k, v in t.params.items()},
+            "n_ok": len(ok),
+            "n_seeds": n_seeds,
+            "mean_val_bpb": _mean(bpb),
+            "std_val_bpb": _std(bpb),
+            "min_val_bpb": min(bpb) if bpb else None,
+            "max_val_bpb": max(bpb) if bpb else None,
+            "mean_val_loss": _mean(loss),
+            "std_val_loss": _std(loss),
+            "max_bytes_total": max((r.bytes_total for r in ok if r.bytes_total is not None), default=None),
+            "max_train_s": _max_s([r.train_time_ms for r in ok]),
+            "max_eval_s": _max_s([r.eval_time_ms for r in ok]),
+            **checks,
+            "feasible": all_done and all(v is not False for v in checks.values()),
+            "state": t.state,
+            "failed": failed,
+        }
+        row["objective"] = row["mean_val_bpb"] if metric == "val_bpb" else row["mean_val_loss"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    sign = 1 if data.minimize else -1
+    df["_key"] = [sign * v if v is not None and not _isnan(v) else math.inf for v in df["objective"]]
+    df = df.sort_values(by=["feasible", "n_ok", "_key", "trial"], ascending=[False, False, True, True],
+                        kind="stable")
+    return df.drop(columns=["_key"]).reset_index(drop=True)
+
+
+def best_feasible(data: SweepData) -> dict[str, Any] | None:
+    df = summary_frame(data)
+    if df.empty:
+        return None
+    feasible = df[df["feasible"]]
+    return None if feasible.empty else feasible.iloc[0].to_dict()
+
+
+def format_table(data: SweepData, fmt: str) -> str:
+    """Render the summary as ``md``, ``csv`` or ``json``."""
+    df = summary_frame(data)
+    if fmt == "json":
+        cols = ["trial", "params", "n_ok", "n_seeds", "mean_val_bpb", "std_val_bpb", "min_val_bpb",
+                "max_val_bpb", "mean_val_loss", "std_val_loss", "max_bytes_total", "max_train_s", "max_eval_s",
+                "bytes_ok", "train_ok", "eval_ok", "feasible", "state", "failed"]
+        records = [] if df.empty else [{c: _jsonable(row[c]) for c in cols} for _, row in df.iterrows()]
+        return json.dumps(records, indent=2)
+    if df.empty:
+        return "" if fmt == "csv" else "(no trials yet)"
+    flat = _flat(data, df)
+    if fmt == "csv":
+        return flat.to_csv(index=False)
+    if fmt == "md":
+        return _markdown(flat)
+    raise GolfsweepError(f"--format: must be one of md, csv, json, got {fmt!r}")
+
+
+def _flat(data: SweepData, df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame()
+    out["trial"] = df["trial"]
+    for name in data.param_names:
+        col = f"param.{name}"
+        out[name] = df[col] if col in df else None
+    out["n_ok/n_seeds"] = [f"{a}/{b}" for a, b in zip(df["n_ok"], df["n_seeds"])]
+    for col in ("mean_val_bpb", "std_val_bpb", "min_val_bpb", "max_val_bpb", "mean_val_loss"):
+        out[col] = df[col]
+    out["max_bytes_total"] = df["max_bytes_total"]
+    out["max_train_s"] = df["max_train_s"]
+    out["max_eval_s"] = df["max_eval_s"]
+    for col in ("bytes_ok", "train_ok", "eval_ok"):
+        out[col] = [_passfail(v) for v in df[col]]
+    out["feasible"] = ["yes" if v else "no" for v in df["feasible"]]
+    out["failed"] = ["; ".join(f) for f in df["failed"]]
+    return out
+
+
+def _markdown(flat: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.6g}" if abs(v) < 1e-3 else f"{v:.4f}" if abs(v) < 1e3 else f"{v:.1f}"
+        return str(v).replace("|", "\\|")
+
+    header = list(flat.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, row in flat.iterrows():
+        lines.append("| " + " | ".join(cell(row[c]) for c in header) + " |")
+    return "\n".join(lines)
+
+
+def _passfail(v: bool | None) -> str:
+    return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else ("pass" if v else "FAIL")
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _std(xs: Sequence[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _max_s(ms: Sequence[int | None]) -> float | None:
+    known = [m for m in ms if m is not None]
+    return max(known) / 1000 if known else None
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or _isnan(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v

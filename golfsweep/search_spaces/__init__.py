@@ -1,0 +1,33 @@
+"""Sweep files → typed ``SweepSpec`` → Optuna distributions and samplers. No Ray, no torch."""
+
+from golfsweep.search_spaces._optuna import (
+    TrialSeededSampler,
+    config_env,
+    distribution,
+    distributions,
+    make_sampler,
+)
+from golfsweep.search_spaces._spec import (
+    BUILTIN_PARAMS,
+    RESERVED_ENV,
+    SECRET_MASK,
+    Direction,
+    Launcher,
+    Limits,
+    ParamSpec,
+    ParamType,
+    SamplerName,
+    SamplerSpec,
+    SweepSpec,
+    is_secret_name,
+    load_spec,
+    mask_env,
+    spec_from_dict,
+)
+
+__all__ = [
+    "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
+    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "TrialSeededSampler", "config_env",
+    "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
+    "spec_from_dict",
+]

@@ -1,0 +1,30 @@
+"""Everything about one run, callable in-process without Ray: launch, timeouts, log parsing, artifact size."""
+
+from golfsweep.worker._artifact import measure_artifact
+from golfsweep.worker._launch import (
+    build_command,
+    default_workdir_root,
+    descendants,
+    execute_run,
+    kill_tree,
+    preflight,
+    run_env,
+    run_workdir,
+)
+from golfsweep.worker._logparse import (
+    DEFAULT_METRIC_LABELS,
+    CurvePoint,
+    MetricLine,
+    ParsedLog,
+    parse_log,
+    parse_log_file,
+    seed_from_filename,
+)
+from golfsweep.worker._types import ArtifactMeasurement, RunLimits, RunResult, RunSpec, RunState
+
+__all__ = [
+    "DEFAULT_METRIC_LABELS", "ArtifactMeasurement", "CurvePoint", "MetricLine", "ParsedLog", "RunLimits",
+    "RunResult", "RunSpec", "RunState", "build_command", "default_workdir_root", "descendants",
+    "execute_run", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
+    "run_workdir", "seed_from_filename",
+]

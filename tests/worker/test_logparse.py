@@ -1,0 +1,275 @@
+"""Tests for the training-log parser, on small hand-written logs in the real formats."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from golfsweep.worker._logparse import (
+    DEFAULT_METRIC_LABELS,
+    CurvePoint,
+    MetricLine,
+    ParsedLog,
+    parse_log,
+    parse_log_file,
+    seed_from_filename,
+)
+
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+
+
+def _parse(name: str, **kwargs) -> ParsedLog:
+    return parse_log_file(LOGS / name, **kwargs)
+
+
+def test_int8_baseline_log():
+    p = _parse("int8_baseline.log")
+    assert p.metric_label == "final_int8_zlib_roundtrip_exact"
+    assert (p.val_loss, p.val_bpb) == (2.07269931, 1.22436570)
+    assert p.metric_line_no == 28
+    assert p.eval_time_ms == 1401  # from the non-_exact companion line
+    assert p.bytes_total == 15863489
+    assert p.bytes_model == 15815847
+    assert p.bytes_code == 47642
+    assert (p.train_time_ms, p.stop_step) == (600031, 13765)
+    assert p.seed == 1337
+    assert p.curve == (
+        CurvePoint(0, 20000, 6.9370, 4.1085, 0),
+        CurvePoint(5000, 20000, 2.1654, 1.2825, 217940),
+        CurvePoint(10000, 20000, 2.0918, 1.2389, 435871),
+        CurvePoint(13765, 20000, 2.0605, 1.2204, 600031),
+    )
+    assert p.candidates == (
+        MetricLine(27, "final_int8_zlib_roundtrip", 2.0727, 1.2244, 1401),
+        MetricLine(28, "final_int8_zlib_roundtrip_exact", 2.07269931, 1.22436570, 1401),
+    )
+    assert p.eval_times_ms == {
+        "final_int8_zlib_roundtrip": 1401,
+        "final_int8_zlib_roundtrip_exact": 1401,
+    }
+
+
+def test_phased_ttt_log_with_spaced_values():
+    p = _parse("phased_ttt.log")
+    assert p.metric_label == "quantized_ttt_phased"
+    assert (p.val_loss, p.val_bpb) == (2.77115720, 1.07280131)
+    assert p.metric_line_no == 34
+    assert p.eval_time_ms == 329031
+    assert p.bytes_total == 15979958
+    assert p.bytes_model == 15951321
+    assert p.bytes_code == 28637  # the compressed code size is what the total counts
+    assert (p.train_time_ms, p.stop_step) == (596148, 4971)
+    assert p.seed == 42
+    assert [(c.step, c.total_steps, c.val_bpb, c.train_time_ms) for c in p.curve] == [
+        (0, 20000, 3.4871, None),
+        (4000, 20000, 1.1105, None),
+        (4971, 20000, 1.0731, None),
+    ]
+    # ttp: progress lines are not metric lines
+    assert [c.label for c in p.candidates] == [
+        "diagnostic pre-quantization post-ema",
+        "diagnostic quantized",
+        "quantized_ttt_phased",
+    ]
+
+
+def test_timestamped_lines():
+    p = _parse("timestamped.log")
+    assert p.metric_label == "quantized_ttt_phased"
+    assert (p.val_loss, p.val_bpb) == (2.76951521, 1.07216564)
+    assert p.metric_line_no == 20
+    assert p.eval_time_ms == 500104
+    assert p.bytes_total == 15996697
+    assert p.bytes_model == 15968098
+    assert p.bytes_code == 28599
+    assert (p.train_time_ms, p.stop_step) == (587091, 4832)
+    assert p.seed == 7
+    assert p.curve[-1] == CurvePoint(4832, 20000, 2.7711, 1.0728, None)
+
+
+def test_source_templates_are_ignored_and_last_appended_run_wins():
+    p = _parse("with_source.log")
+    assert p.metric_label == "legal_ttt_exact"
+    assert (p.val_loss, p.val_bpb) == (1.88981234, 1.11923345)
+    assert p.metric_line_no == 51
+    assert p.eval_time_ms == 410268
+    # the size line after the metric does not belong to it
+    assert p.bytes_total == 15701234
+    assert p.bytes_model == 15640000
+    assert (p.train_time_ms, p.stop_step) == (600044, 7101)
+    # the explicit seed line wins over SEED=999 in the embedded docstring
+    assert p.seed == 2025
+    assert [c.line_no for c in p.candidates] == [31, 32, 33, 34, 42, 43, 44, 45, 49, 50, 51]
+    labels = {c.label for c in p.candidates}
+    assert labels == {
+        "final_int6_roundtrip",
+        "final_int6_roundtrip_exact",
+        "final_int6_sliding_window",  # the stride:64 token is not part of the label
+        "final_int6_sliding_window_exact",
+        "ttt_sliding:done",
+        "legal_ttt",
+        "legal_ttt_exact",
+    }
+    done = next(c for c in p.candidates if c.label == "ttt_sliding:done")
+    assert (done.val_loss, done.val_bpb, done.eval_time_ms) == (1.889812, 1.119233, None)
+    assert len(p.curve) == 4
+
+
+def test_sliding_window_is_preferred_when_no_ttt():
+    text = (LOGS / "with_source.log").read_text()
+    head = "\n".join(text.split("\n")[:45])  # stop after the second run's sliding-window line
+    p = parse_log(head)
+    assert p.metric_label == "final_int6_sliding_window_exact"
+    assert (p.val_bpb, p.metric_line_no, p.eval_time_ms) == (1.12095002, 45, 74001)
+
+
+def test_truncated_log_falls_back_to_last_in_training_validation():
+    p = _parse("truncated.log")
+    assert p.metric_label == "step_val_last"
+    assert (p.val_loss, p.val_bpb) == (2.3017, 1.3632)
+    assert p.metric_line_no == 6
+    assert p.eval_time_ms is None
+    assert p.bytes_total is None and p.bytes_model is None and p.bytes_code is None
+    # no stopping_early line: the last step line's train_time
+    assert (p.train_time_ms, p.stop_step) == (241415, 1200)
+    assert p.seed == 42  # seed=42 in the key=value dump
+    assert p.candidates == ()
+    assert p.eval_times_ms == {}
+
+
+def test_nan_and_inf_values_parse():
+    p = _parse("nan.log")
+    assert p.metric_label == "final_int8_zlib_roundtrip_exact"
+    assert math.isnan(p.val_loss)
+    assert p.val_bpb == math.inf
+    assert p.eval_time_ms == 1398
+    assert p.bytes_total == 48846
+    assert (p.train_time_ms, p.stop_step) == (20080, 500)
+    assert p.seed == 3
+    assert math.isnan(p.curve[-1].val_bpb)
+    assert p.curve[0].val_bpb == 4.1083
+
+
+def test_budget_line_and_time_field_and_stop_without_step():
+    p = _parse("xnor_budget.log")
+    assert p.metric_label == "final_sliding"
+    assert (p.val_loss, p.val_bpb) == (2.7923, 1.5561)
+    assert p.eval_time_ms == 428012  # "time:428012ms" after the parenthesised settings
+    assert p.bytes_total == 15959813  # "budget:16.00MB" is not a size
+    assert p.bytes_model is None
+    assert (p.train_time_ms, p.stop_step) == (598686, None)
+    assert p.seed == 7
+    assert p.eval_times_ms == {"final_sliding": 428012}
+
+
+def test_pipe_total_submission_and_run_to_completion():
+    p = _parse("no_stop.log")
+    assert p.metric_label == "final_INT7_zlib_roundtrip"
+    assert (p.val_loss, p.val_bpb, p.metric_line_no) == (2.0784, 1.2353, 7)
+    assert p.bytes_total == 15441941
+    assert p.bytes_model is None  # only "Serialized model <kind>:" counts
+    assert (p.train_time_ms, p.stop_step) == (96562184, 60000)
+    assert p.seed == 5
+
+
+def test_metric_labels_preference_overrides_default():
+    p = _parse("xnor_budget.log", metric_labels=["final_xnor_roundtrip"])
+    assert (p.metric_label, p.val_bpb, p.metric_line_no, p.eval_time_ms) == (
+        "final_xnor_roundtrip",
+        1.5907,
+        7,
+        None,
+    )
+    prefs = ["final_int6_roundtrip_exact", "legal_ttt_exact"]
+    p = _parse("with_source.log", metric_labels=prefs)
+    assert (p.metric_label, p.val_bpb, p.metric_line_no) == (
+        "final_int6_roundtrip_exact",
+        1.1443,
+        43,
+    )
+    assert p.bytes_total == 15701234
+
+
+def test_metric_labels_absent_fall_back_to_default_then_step_line():
+    p = _parse("int8_baseline.log", metric_labels=["quantized_ttt_phased"])
+    assert p.metric_label == "final_int8_zlib_roundtrip_exact"
+    p = _parse("truncated.log", metric_labels=["legal_ttt_exact"])
+    assert p.metric_label == "step_val_last"
+
+
+def test_unlisted_labels_are_candidates_but_not_chosen():
+    text = "seed:1\nsome_new_eval val_loss:1.5 val_bpb:0.9 eval_time:12ms\n"
+    p = parse_log(text)
+    assert "some_new_eval" not in DEFAULT_METRIC_LABELS
+    assert p.metric_label is None and p.val_bpb is None and p.metric_line_no is None
+    assert p.candidates == (MetricLine(2, "some_new_eval", 1.5, 0.9, 12),)
+    assert parse_log(text, metric_labels=["some_new_eval"]).val_bpb == 0.9
+
+
+def test_empty_log():
+    p = parse_log("")
+    assert p.metric_label is None
+    assert p.seed is None and p.train_time_ms is None and p.curve == ()
+
+
+def test_file_reading_replaces_bad_bytes_and_crlf(tmp_path):
+    path = tmp_path / "train_seed9.log"
+    path.write_bytes(
+        b"seed:9\r\n\xff\xfe garbage\r\n"
+        b"final_int8_zlib_roundtrip_exact val_loss:2.5 val_bpb:1.25\r\n"
+    )
+    p = parse_log_file(path)
+    assert (p.metric_label, p.val_bpb, p.metric_line_no, p.seed) == (
+        "final_int8_zlib_roundtrip_exact",
+        1.25,
+        3,
+        9,
+    )
+    assert ParsedLog.seed_from_filename(path) == 9
+
+
+@pytest.mark.parametrize(
+    ("name", "seed"),
+    [
+        ("train_seed42.log", 42),
+        ("logs/train_seed0.log", 0),
+        ("seed_1234.log", 1234),
+        ("log_10mins_seed-7.txt", 7),
+        ("train_seed42_pr1851_original.log", 42),
+        ("run_s314.txt", 314),
+        ("ternary_log_1337.txt", 1337),
+        ("train.log", None),
+        ("train0.txt", None),
+        ("train_log_bpe_10min.txt", None),
+    ],
+)
+def test_seed_from_filename(name, seed):
+    assert seed_from_filename(name) == seed
+
+
+def test_to_dict_is_json_ready():
+    d = _parse("int8_baseline.log").to_dict()
+    for key in (
+        "metric_label", "val_bpb", "val_loss", "bytes_total", "bytes_model", "train_time_ms",
+        "eval_time_ms", "seed", "stop_step", "metric_line_no", "curve", "eval_times_ms",
+        "candidates",
+    ):
+        assert key in d
+    assert d["curve"][0] == {
+        "step": 0, "total_steps": 20000, "val_loss": 6.937, "val_bpb": 4.1085, "train_time_ms": 0
+    }
+    assert d["candidates"][1]["label"] == "final_int8_zlib_roundtrip_exact"
+    assert json.loads(json.dumps(d)) == d
+    assert _parse("truncated.log").to_dict()["bytes_total"] is None
+
+
+def test_default_preference_orders_protocols():
+    order = DEFAULT_METRIC_LABELS.index
+    assert order("quantized_ttt_phased") < order("legal_ttt_exact")
+    assert order("legal_ttt_exact") < order("final_int6_sliding_window_exact")
+    assert order("final_int6_sliding_window_exact") < order("final_int6_roundtrip_exact")
+    assert order("final_int8_zlib_roundtrip_exact") < order("final_int8_zlib_roundtrip")
+    assert "step_val_last" not in DEFAULT_METRIC_LABELS

@@ -227,5 +227,32 @@ def audit(
 
 
 
+@app.command()
+def export(
+    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
+    trial: Annotated[int, typer.Option("--trial", help="Trial number to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Records folder to create (must not exist).")],
+    non_record: Annotated[bool, typer.Option("--non-record", help="Allow a trial that breaks a limit.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="Submission name (default: sweep name + trial).")] = None,
+    author: Annotated[Optional[str], typer.Option(help="Author for submission.json.")] = None,
+) -> None:
+    """Write a records folder: submission.json, per-seed logs, the exact train_gpt.py, README.md."""
+    from golfsweep.results import export_record
+
+    folder = export_record(sweep_dir, trial, out, non_record=non_record, name=name, author=author)
+    typer.echo(f"wrote {folder}")
+
+
+@app.command()
+def report(
+    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML report: table, mean ± std with seeds, BPB vs knobs, curves, artifact bytes."""
+    from golfsweep.results import write_report
+
+    typer.echo(f"wrote {write_report(sweep_dir, out)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

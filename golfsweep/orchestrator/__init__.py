@@ -9,18 +9,17 @@ from golfsweep.orchestrator._api import (
 )
 from golfsweep.orchestrator._backend import InProcessBackend, RayBackend, RunBackend
 from golfsweep.orchestrator._driver import (
-    CONSTRAINTS_ATTR,
+    CONSTRAINT_NAMES,
     Driver,
     Snapshot,
     SweepOutcome,
-    constraints_of,
     planned_runs,
     prepare_sweep_dir,
 )
 from golfsweep.orchestrator._progress import TerminalProgress
 
 __all__ = [
-    "CONSTRAINTS_ATTR", "Driver", "InProcessBackend", "RayBackend", "RunBackend", "Snapshot", "SweepOutcome",
-    "TerminalProgress", "check_local_paths", "constraints_of", "default_sweep_dir", "make_backend",
+    "CONSTRAINT_NAMES", "Driver", "InProcessBackend", "RayBackend", "RunBackend", "Snapshot", "SweepOutcome",
+    "TerminalProgress", "check_local_paths", "default_sweep_dir", "make_backend",
     "planned_runs", "prepare_sweep_dir", "run_sweep", "spec_for_resume",
 ]

@@ -100,7 +100,8 @@ class RayBackend(RunBackend):
         self._gpus = gpus_per_run
         self._cpus = cpus_per_run
         self._refs: dict[object, RunSpec] = {}
-        if not ray.is_initialized():
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
             try:
                 if address:
                     ray.init(address=address, logging_level="ERROR", log_to_driver=False,
@@ -111,7 +112,6 @@ class RayBackend(RunBackend):
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise GolfsweepError(f"--address: cannot connect to a Ray cluster at {address!r}: {first}") from None
-        self._owns_ray = not address
         self._task = ray.remote(_ray_execute).options(
             num_gpus=gpus_per_run, num_cpus=0 if gpus_per_run else cpus_per_run, max_retries=0,
             scheduling_strategy="SPREAD")

@@ -29,7 +29,8 @@ from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_
 from golfsweep.search_spaces import SweepSpec, config_env, distributions, make_sampler, mask_env
 from golfsweep.worker import RunLimits, RunResult, RunSpec, RunState
 
-CONSTRAINTS_ATTR = "golfsweep_constraints"
+#: Optuna constraint names (value ≤ 0 is feasible): how far each limit is exceeded.
+CONSTRAINT_NAMES = ("artifact_bytes", "train_seconds", "eval_seconds")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -57,11 +58,6 @@ class SweepOutcome:
     n_runs: int
     n_failed: int
     best: dict[str, Any] | None
-
-
-def constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna constraint values (≤ 0 is feasible) stored on the trial when it was told."""
-    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0, 0.0, 0.0]))
 
 
 def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes, str]:
@@ -100,7 +96,7 @@ def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes,
 
 def open_study(spec: SweepSpec, paths: SweepPaths) -> optuna.Study:
     url = spec.storage_url or paths.optuna_url
-    sampler = make_sampler(spec, constraints_func=constraints_of)
+    sampler = make_sampler(spec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -232,7 +228,8 @@ class Driver:
         metric = self.spec.metric
         values = [getattr(r, metric) for r in runs]
         value = sum(values) / len(values)
-        trial.set_user_attr(CONSTRAINTS_ATTR, self._constraints(runs))
+        for name, excess in zip(CONSTRAINT_NAMES, self._constraints(runs)):
+            trial.set_constraint(name, excess)
         trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
         self.store.finish_trial(trial_number, TrialState.COMPLETE, value)
         self.study.tell(trial, value)

@@ -1,5 +1,15 @@
 """The run store and everything computed from it; works on a copied sweep directory, no cluster."""
 
+from golfsweep.results._report import render_report, write_report
+from golfsweep.results._significance import (
+    Baseline,
+    BaselineRun,
+    Significance,
+    format_significance,
+    load_baseline,
+    significance,
+    significance_of,
+)
 from golfsweep.results._status import format_status
 from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialState
 from golfsweep.results._table import (
@@ -15,4 +25,6 @@ from golfsweep.results._table import (
 __all__ = [
     "RunRecord", "Store", "SweepData", "TrialRecord", "TrialState", "best_feasible", "format_status",
     "format_table", "limit_checks", "load_sweep", "runs_frame", "summary_frame",
+    "Baseline", "BaselineRun", "Significance", "format_significance", "load_baseline", "significance",
+    "significance_of", "render_report", "write_report",
 ]

@@ -1,6 +1,7 @@
 """Sweep files → typed ``SweepSpec`` → Optuna distributions and samplers. No Ray, no torch."""
 
 from golfsweep.search_spaces._optuna import (
+    GridOrderSampler,
     TrialSeededSampler,
     config_env,
     distribution,
@@ -27,7 +28,7 @@ from golfsweep.search_spaces._spec import (
 
 __all__ = [
     "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
-    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "TrialSeededSampler", "config_env",
+    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "config_env",
     "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
     "spec_from_dict",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,9 +18,6 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from golfsweep.search_spaces._spec import ParamSpec, ParamType, SamplerName, SweepSpec
-
-ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
-
 
 def distribution(p: ParamSpec) -> BaseDistribution:
     if p.type is ParamType.CATEGORICAL:
@@ -47,7 +45,7 @@ def config_env(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def make_sampler(spec: SweepSpec, constraints_func: ConstraintsFunc | None = None) -> BaseSampler:
+def make_sampler(spec: SweepSpec) -> BaseSampler:
     """The sampler named in the sweep file, re-seeded per trial so a resumed driver proposes
     exactly what an uninterrupted one would have (given the same finished trials)."""
 
@@ -56,17 +54,43 @@ def make_sampler(spec: SweepSpec, constraints_func: ConstraintsFunc | None = Non
         if s.name is SamplerName.RANDOM:
             return optuna.samplers.RandomSampler(seed=seed)
         if s.name is SamplerName.TPE:
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
-                                              constraints_func=constraints_func)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials)
         if s.name is SamplerName.GP:
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials,
-                                             constraints_func=constraints_func)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
         if s.name is SamplerName.CMAES:
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=s.n_startup_trials)
-        grid = {p.name: p.grid_values() for p in spec.space}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        raise AssertionError(s.name)
 
+    if spec.sampler.name is SamplerName.GRID:
+        return GridOrderSampler({p.name: p.grid_values() for p in spec.space})
     return TrialSeededSampler(factory, spec.sampler.seed)
+
+
+class GridOrderSampler(BaseSampler):
+    """Trial ``n`` gets the ``n``-th point of the grid (row-major), wrapping around past the end.
+
+    Unlike Optuna's GridSampler it needs no ``study.stop()`` (which only works inside
+    ``study.optimize``) and a restarted driver proposes the same point for the same trial.
+    """
+
+    def __init__(self, grid: Mapping[str, Sequence[Any]]) -> None:
+        self._names = list(grid)
+        self._points = list(itertools.product(*(grid[n] for n in self._names)))
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        point = self._points[trial.number % len(self._points)]
+        return point[self._names.index(param_name)]
 
 
 class TrialSeededSampler(BaseSampler):

@@ -88,8 +88,10 @@ class ParamSpec:
             return [round(self.low + i * self.step, 12) for i in range(n + 1)]
         if self.log:
             a, b = math.log(self.low), math.log(self.high)
-            return [float(f"{math.exp(a + (b - a) * i / 4):.6g}") for i in range(5)]
-        return [float(f"{self.low + (self.high - self.low) * i / 4:.6g}") for i in range(5)]
+            points = [math.exp(a + (b - a) * i / 4) for i in range(5)]
+        else:
+            points = [self.low + (self.high - self.low) * i / 4 for i in range(5)]
+        return [min(max(float(f"{x:.6g}"), self.low), self.high) for x in points]
 
 
 #: The three knobs the challenge sweeps most, usable by name: ``[space.ttt_lr]`` with no keys.

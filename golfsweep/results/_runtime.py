@@ -1,0 +1,72 @@
+"""Runtime rules (artifact bytes, train/eval seconds, every seed reported) for one config of a sweep."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.results._table import SweepData, load_sweep, summary_frame
+from golfsweep.worker import RunLimits
+
+#: The challenge's own limits; a records folder is checked against these even if a sweep was looser.
+CHALLENGE_LIMITS = RunLimits()
+
+
+def pick_trial(data: SweepData, trial: int | None) -> int:
+    """``trial`` when the sweep has it; by default the best feasible config, else the best one."""
+    known = sorted(t.trial for t in data.trials)
+    if not known:
+        raise GolfsweepError(f"--trial: sweep {str(data.paths.root)!r} has no trials yet, got "
+                             f"{'none' if trial is None else trial}")
+    if trial is None:
+        df = summary_frame(data)
+        feasible = df[df["feasible"]]
+        return int((feasible if not feasible.empty else df).iloc[0]["trial"])
+    if trial not in known:
+        raise GolfsweepError(f"--trial: must be one of this sweep's trials ({_ranges(known)}), got {trial}")
+    return trial
+
+
+def record_limits(data: SweepData) -> dict[str, float]:
+    """The stricter of the sweep's limits and the challenge's."""
+    lim = data.limits
+    return {
+        "artifact_bytes": min(int(lim["artifact_bytes"]), CHALLENGE_LIMITS.artifact_bytes),
+        "train_seconds": min(float(lim["train_seconds"]), CHALLENGE_LIMITS.train_seconds),
+        "eval_seconds": min(float(lim["eval_seconds"]), CHALLENGE_LIMITS.eval_seconds),
+    }
+
+
+def runtime_checks(data: SweepData, trial: int) -> list[Any]:
+    """``golfsweep.audit.check_runtime`` over one config's runs, against :func:`record_limits`."""
+    from golfsweep.audit import check_runtime
+
+    runs = [r for r in data.runs if r.trial == trial]
+    return list(check_runtime(runs, seeds=data.seeds, **record_limits(data)))
+
+
+def runtime_checks_for(sweep_dir: str | Path, trial: int | None = None) -> dict[str, Any]:
+    """The runtime checks of one trial (default: best feasible, else best) as a JSON-ready dict."""
+    data = load_sweep(sweep_dir)
+    t = pick_trial(data, trial)
+    params = next(tr.params for tr in data.trials if tr.trial == t)
+    checks = [asdict(c) for c in runtime_checks(data, t)]
+    return {
+        "sweep": str(data.paths.root),
+        "trial": t,
+        "params": params,
+        "limits": record_limits(data),
+        "ok": all(c["ok"] for c in checks),
+        "checks": checks,
+    }
+
+
+def _ranges(xs: list[int]) -> str:
+    out, start = [], xs[0]
+    for a, b in zip(xs, xs[1:] + [None]):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)

@@ -1,5 +1,6 @@
 """The run store and everything computed from it; works on a copied sweep directory, no cluster."""
 
+from golfsweep.results._export import export_record
 from golfsweep.results._report import render_report, write_report
 from golfsweep.results._significance import (
     Baseline,
@@ -10,6 +11,7 @@ from golfsweep.results._significance import (
     significance,
     significance_of,
 )
+from golfsweep.results._runtime import pick_trial, runtime_checks, runtime_checks_for
 from golfsweep.results._status import format_status
 from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialState
 from golfsweep.results._table import (
@@ -26,5 +28,6 @@ __all__ = [
     "RunRecord", "Store", "SweepData", "TrialRecord", "TrialState", "best_feasible", "format_status",
     "format_table", "limit_checks", "load_sweep", "runs_frame", "summary_frame",
     "Baseline", "BaselineRun", "Significance", "format_significance", "load_baseline", "significance",
-    "significance_of", "render_report", "write_report",
+    "significance_of", "render_report", "write_report", "export_record", "pick_trial", "runtime_checks",
+    "runtime_checks_for",
 ]

@@ -32,7 +32,10 @@ RESERVED_ENV = frozenset(
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|PRIVATE)", re.IGNORECASE)
+# Whole name components only: HF_TOKEN and WANDB_API_KEY are secrets, TOKENIZER_PATH and
+# TRAIN_BATCH_TOKENS are not.
+_SECRET_PARTS = frozenset({"TOKEN", "KEY", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD",
+                           "CREDENTIAL", "CREDENTIALS", "AUTH", "PRIVATE", "SIGNATURE", "COOKIE"})
 SECRET_MASK = "***"
 
 
@@ -186,7 +189,8 @@ def _json_default(o: Any) -> Any:
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    """True for names with a secret-looking component (``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``)."""
+    return any(part in _SECRET_PARTS for part in re.split(r"[_\W]+", name.upper()) if part)
 
 
 def mask_env(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,6 +280,11 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
         v.problem(f"sweep.launcher: `python` runs one process, so nproc must be 1, got nproc={nproc}")
 
     env = _validate_env(v, v.table(data, "env"))
+    if isinstance(check_paths, list):
+        # Runs execute in their own directories, so a relative data path means "next to the sweep file".
+        for key in check_paths:
+            if key in env and env[key] and not os.path.isabs(env[key]):
+                env[key] = str((base_dir / env[key]).resolve())
     space = _validate_space(v, v.table(data, "space"), env)
     limits = _validate_limits(v, v.table(data, "limits"))
     sampler = _validate_sampler(v, v.table(data, "sampler"), space)

@@ -1,0 +1,281 @@
+"""``golfsweep export``: one config of a sweep as a records folder in the challenge's layout.
+
+The folder holds ``submission.json``, ``train_seed<SEED>.log`` per seed, the exact script that ran
+(``train_gpt.py``, byte-identical to what the runs received) and a ``README.md``. It is built in a
+temporary sibling folder and renamed into place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import types
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks
+from golfsweep.results._store import RunRecord, Store
+from golfsweep.results._table import SweepData, load_sweep
+from golfsweep.worker import RunState
+
+SCRIPT_NAME = "train_gpt.py"
+SECRET_MASK = "***"  # what the stored spec shows for a secret env value (search_spaces.SECRET_MASK)
+
+
+def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_record: bool = False,
+                  name: str | None = None, author: str | None = None) -> Path:
+    """Write the records folder ``out`` for ``trial`` and return its path.
+
+    Refuses an existing ``out``, a script whose bytes no longer match the sweep's recorded sha256,
+    and — unless ``non_record`` — a trial with failed or missing seeds or one that breaks a limit.
+    """
+    data = load_sweep(sweep_dir)
+    if trial is None:
+        raise GolfsweepError("--trial: is required, got nothing")
+    t = pick_trial(data, trial)
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
+    script_bytes, sha = _verified_script(data)
+    runs = {r.seed: r for r in data.runs if r.trial == t}
+    params = next(tr.params for tr in data.trials if tr.trial == t)
+    checks = runtime_checks(data, t)
+    reasons = [c.message for c in checks if not c.ok]
+    logs = {}
+    for seed in data.seeds:
+        r = runs.get(seed)
+        log = data.paths.run_log(t, seed)
+        if log.is_file():
+            logs[seed] = log
+        elif r is not None and r.state is RunState.COMPLETE:
+            reasons.append(f"seed {seed}: log {str(log)!r} is missing")
+    if reasons and not non_record:
+        raise GolfsweepError(f"--trial: trial {t} is not a valid record: {'; '.join(reasons)} "
+                             f"(use --non-record to export it as a non-record submission)")
+    audit = _static_audit(script_bytes)
+    sub = _submission(data, t, params, runs, checks, audit, sha, len(script_bytes), non_record=bool(reasons) or non_record,
+                      reasons=reasons, name=name, author=author)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        (tmp / SCRIPT_NAME).write_bytes(script_bytes)
+        for seed, log in logs.items():
+            shutil.copyfile(log, tmp / f"train_seed{seed}.log")
+        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(_readme(data, sub, params, logs), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _verified_script(data: SweepData) -> tuple[bytes, str]:
+    with Store(data.paths.store, create=False) as store:
+        script_name = store.get_meta("script_name")
+        recorded = store.get_meta("script_sha256")
+    if not script_name or not recorded:
+        raise GolfsweepError(f"sweep directory: store has no script_name/script_sha256, got "
+                             f"{str(data.paths.root)!r}")
+    path = data.paths.script(script_name)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GolfsweepError(f"script/{script_name}: must be readable to export ({exc.strerror}), "
+                             f"got {str(path)!r}") from None
+    sha = hashlib.sha256(raw).hexdigest()
+    if sha != recorded:
+        raise GolfsweepError(f"script/{script_name}: sha256 must equal the store's script_sha256 "
+                             f"{recorded[:12]} (the script the runs received), got {sha[:12]}")
+    return raw, sha
+
+
+def _static_audit(script_bytes: bytes) -> dict[str, Any]:
+    from golfsweep.audit import audit_file
+
+    # Audit the bytes being exported, under the name they will have.
+    with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as d:
+        p = Path(d) / SCRIPT_NAME
+        p.write_bytes(script_bytes)
+        return audit_file(p).to_dict()
+
+
+def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[int, RunRecord],
+                checks: list[Any], audit: dict[str, Any], sha: str, code_bytes: int, *, non_record: bool, reasons: list[str],
+                name: str | None, author: str | None) -> dict[str, Any]:
+    ok = [runs[s] for s in data.seeds if s in runs and runs[s].state is RunState.COMPLETE
+          and runs[s].val_bpb is not None]
+    bpb = [r.val_bpb for r in ok]
+    loss = [r.val_loss for r in ok if r.val_loss is not None]
+    sizes = [r.bytes_total for r in ok if r.bytes_total is not None]
+    limits = record_limits(data)
+    by_rule = {c.rule: c for c in checks}
+    seed_results: dict[str, Any] = {}
+    for seed in data.seeds:
+        r = runs.get(seed)
+        if r is None:
+            seed_results[str(seed)] = {"state": "missing"}
+            continue
+        entry = {"val_bpb": r.val_bpb, "val_loss": r.val_loss, "bytes_total": r.bytes_total,
+                 "bytes_model": r.bytes_model, "bytes_code": r.bytes_code, "train_time_ms": r.train_time_ms,
+                 "eval_time_ms": r.eval_time_ms, "metric_label": r.metric_label, "state": r.state.value}
+        if r.state is not RunState.COMPLETE and r.reason:
+            entry["reason"] = r.reason
+        seed_results[str(seed)] = entry
+    sweep = str(data.spec.get("name", "sweep"))
+    mean_bpb, mean_loss = _mean(bpb), _mean(loss)
+    blurb = (f"golfsweep sweep {sweep!r}, trial {trial}: {_params_text(params)}. "
+             f"{len(ok)}/{len(data.seeds)}-seed mean val_bpb {_r(mean_bpb)}"
+             + (f" (std {_r(_std(bpb))})" if len(bpb) > 1 else "") + ".")
+    return {
+        "name": name or f"{sweep} trial {trial}",
+        "author": author or "",
+        "date": _dt.date.today().isoformat(),
+        "track": "non_record_16mb" if non_record else "10min_16mb",
+        "non_record": non_record,
+        **({"non_record_reasons": reasons} if reasons else {}),
+        "blurb": blurb,
+        "val_bpb": _r(mean_bpb),
+        "val_bpb_std": _r(_std(bpb)),
+        "val_loss": _r(mean_loss),
+        "val_loss_std": _r(_std(loss)),
+        "bytes_total": max(sizes) if sizes else None,
+        "bytes_total_mean": round(sum(sizes) / len(sizes)) if sizes else None,
+        "bytes_code": code_bytes,
+        "metric_label": ok[0].metric_label if ok else None,
+        "seeds": list(data.seeds),
+        "seed_results": seed_results,
+        "hyperparameters": _env(data, params),
+        "compliance": {
+            "artifact_under_16mb": by_rule["artifact_bytes"].ok,
+            "train_under_600s": by_rule["train_seconds"].ok,
+            "eval_under_600s": by_rule["eval_seconds"].ok,
+            "all_seeds_reported": by_rule["all_seeds_reported"].ok,
+            "three_seeds": len(ok) >= 3,
+            "limits": limits,
+            "runtime_checks": [asdict(c) for c in checks],
+            "static_audit": {k: audit[k] for k in audit if k in ("verdict", "findings", "notes")},
+        },
+        "golfsweep": {"sweep": sweep, "trial": trial, "params": params, "script_sha256": sha,
+                      "metric": data.spec.get("metric", "val_bpb")},
+    }
+
+
+def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: dict[int, Path]) -> str:
+    title = sub["name"]
+    kind = "Non-record" if sub["non_record"] else "Record"
+    n_ok = sum(1 for v in sub["seed_results"].values() if v.get("state") == "complete")
+    head = f"# {kind}: {title}"
+    if sub["val_bpb"] is not None:
+        head += f" — val_bpb {sub['val_bpb']:.5f} ({n_ok}-seed mean)"
+    lines = [head, ""]
+    summary = []
+    if sub["val_bpb"] is not None:
+        std = f", std {sub['val_bpb_std']:.5f}" if sub["val_bpb_std"] is not None else ""
+        summary.append(f"**val_bpb: {sub['val_bpb']:.5f}** ({n_ok}-seed mean{std})")
+    if sub["val_loss"] is not None:
+        summary.append(f"**{sub['val_loss']:.5f} nats** (val_loss, mean)")
+    if sub["bytes_total"] is not None:
+        summary.append(f"**{sub['bytes_total']:,} bytes** (largest artifact)")
+    lines += [" | ".join(summary), ""]
+    if sub["non_record"]:
+        lines += ["**Non-record submission.**" + (" Reasons:" if sub.get("non_record_reasons") else ""), ""]
+        lines += [f"- {r}" for r in sub.get("non_record_reasons", [])] + [""]
+    g = sub["golfsweep"]
+    lines += [f"Exported by golfsweep from sweep `{g['sweep']}`, trial {g['trial']} "
+              f"(script sha256 `{g['script_sha256'][:16]}…`).", ""]
+
+    lines += ["## Results", "", "| Seed | val_loss (nats) | val_bpb | Artifact bytes | Train ms | Eval ms | State |",
+              "|---:|---:|---:|---:|---:|---:|:---|"]
+    for seed, r in sub["seed_results"].items():
+        lines.append(f"| {seed} | {_f(r.get('val_loss'), 8)} | {_f(r.get('val_bpb'), 8)} | "
+                     f"{_i(r.get('bytes_total'))} | {_i(r.get('train_time_ms'))} | {_i(r.get('eval_time_ms'))} | "
+                     f"{r.get('state')}{': ' + r['reason'] if r.get('reason') else ''} |")
+    lines.append(f"| **Mean** | **{_f(sub['val_loss'], 8)}** | **{_f(sub['val_bpb'], 8)}** | "
+                 f"{_i(sub['bytes_total_mean'])} | | | |")
+    lines.append(f"| **Std** | {_f(sub['val_loss_std'], 8)} | {_f(sub['val_bpb_std'], 8)} | | | | |")
+    label = sub.get("metric_label")
+    if label:
+        lines += ["", f"Score line: `{label}` (the final evaluation of the compressed artifact)."]
+
+    lines += ["", "## Configuration", "", "| Variable | Value |", "|---|---|"]
+    env = sub["hyperparameters"]
+    lines += [f"| `{k}` | `{v}` |" for k, v in env.items()]
+
+    c = sub["compliance"]
+    lim = c["limits"]
+    lines += ["", "## Compliance", ""]
+    for check in c["runtime_checks"]:
+        lines.append(f"- [{'x' if check['ok'] else ' '}] {check['message']}")
+    audit = c["static_audit"]
+    n_findings = len(audit.get("findings", []))
+    lines.append(f"- static audit of `train_gpt.py`: verdict **{audit.get('verdict')}**, {n_findings} finding(s)")
+    for f in audit.get("findings", []):
+        lines.append(f"  - line {f.get('line')}: [{f.get('severity')}] {f.get('rule')}: {f.get('message')}")
+    lines.append(f"- limits used: artifact ≤ {lim['artifact_bytes']:,} bytes, train ≤ {lim['train_seconds']:g} s, "
+                 f"eval ≤ {lim['eval_seconds']:g} s")
+
+    launch = _launch(data)
+    env_prefix = " ".join(f"{k}={v}" for k, v in env.items() if v != SECRET_MASK)
+    lines += ["", "## Command", "", "```bash",
+              f"{env_prefix + ' ' if env_prefix else ''}SEED={data.seeds[0]} {launch}", "```", ""]
+    if any(v == SECRET_MASK for v in env.values()):
+        lines += ["Variables shown as `***` were secrets in the sweep file and are not exported.", ""]
+    lines += ["## Included files", "", f"- `train_gpt.py` (the exact script every run received)"]
+    lines += [f"- `train_seed{seed}.log`" for seed in logs]
+    lines += ["- `submission.json`", ""]
+    return "\n".join(lines)
+
+
+def _env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:
+    from golfsweep.search_spaces import config_env
+
+    space = types.SimpleNamespace(space=[types.SimpleNamespace(name=p["name"], env=p["env"])
+                                         for p in data.spec["space"] if p["name"] in params])
+    env = {str(k): str(v) for k, v in sorted(data.spec.get("env", {}).items())}
+    env.update(config_env(space, params))  # type: ignore[arg-type]
+    return env
+
+
+def _launch(data: SweepData) -> str:
+    nproc = int(data.spec.get("nproc", 1) or 1)
+    if data.spec.get("launcher") == "torchrun" or nproc > 1:
+        return f"torchrun --standalone --nproc_per_node={nproc} {SCRIPT_NAME}"
+    return f"python {SCRIPT_NAME}"
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _std(xs: list[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 8)
+
+
+def _f(x: Any, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _i(x: Any) -> str:
+    return "-" if x is None else f"{int(x):,}"

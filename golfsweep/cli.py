@@ -18,7 +18,9 @@ app.add_typer(data_app, name="data")
 
 
 def _echo_err(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    # One line whatever the message holds (a TOML key or a path may contain a newline).
+    one_line = msg.replace("\r", "\\r").replace("\n", "\\n")
+    typer.echo(f"error: {one_line}", err=True)
 
 
 def main() -> None:
@@ -84,12 +86,26 @@ def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
     from golfsweep.results import format_table, load_sweep
 
     sweep_dir = sweep_dir or default_sweep_dir(spec)
-    typer.echo(f"sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds -> {sweep_dir}", err=True)
+    banner = f"sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds -> {sweep_dir}"
     with TerminalProgress() as progress:
-        outcome = run_sweep(spec, sweep_dir, progress=progress, **kwargs)
+        outcome = run_sweep(spec, sweep_dir, progress=_after_banner(banner, progress), **kwargs)
     typer.echo(format_table(load_sweep(outcome.sweep_dir), "md"))
     if outcome.best is None:
         typer.echo("no feasible config: see `golfsweep status` for the reasons", err=True)
+
+
+def _after_banner(banner: str, progress):
+    """``progress``, printing ``banner`` first: a sweep refused before it starts shows only its error."""
+    shown = False
+
+    def report(snap) -> None:
+        nonlocal shown
+        if not shown:
+            shown = True
+            typer.echo(banner, err=True)
+        progress(snap)
+
+    return report
 
 
 def _print_plan(spec) -> None:

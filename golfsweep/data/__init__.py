@@ -11,7 +11,8 @@ The text is English that ships with Python (pydoc topics and standard-library
 docstrings) or, with ``text_file=``, your own.  ``out_dir`` receives
 ``fineweb_train_000000.bin``, ``fineweb_val_000000.bin`` (challenge shard format) and
 ``tokenizer.model`` (SentencePiece BPE with byte fallback); the same inputs give
-byte-identical files.  Uses sentencepiece and numpy only.
+byte-identical files (the default text comes from the running Python, so "the same
+inputs" includes its version).  Uses sentencepiece and numpy only.
 """
 
 from golfsweep.data._demo import DemoData, build_demo_data, demo_documents

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import itertools
 import os
 import re
 import sysconfig
+import textwrap
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +31,9 @@ _SKIP_DIRS = frozenset(
     {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "__pycache__",
      "turtledemo", "ensurepip", "tkinter", "pydoc_data"}
 )
-# Lines longer than this are not used to train the tokenizer (SentencePiece skips
-# sentences above its own limit of 4192 bytes anyway, with a warning).
-_MAX_TRAIN_LINE_BYTES = 4000
+# Longer lines are wrapped before training the tokenizer: SentencePiece skips
+# sentences above 4192 bytes, and a character is at most 4 bytes.
+_MAX_TRAIN_LINE_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,9 @@ class DemoData:
         }
 
 
-def _stdlib_docstrings() -> list[str]:
+def _stdlib_docstrings() -> Iterator[str]:
     """One document per standard-library module: its docstrings in source order."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    docs = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-"))
         for name in sorted(filenames):
@@ -89,8 +91,7 @@ def _stdlib_docstrings() -> list[str]:
                     if text and len(text) >= 40:
                         parts.append(text)
             if parts:
-                docs.append("\n\n".join(parts))
-    return docs
+                yield "\n\n".join(parts)
 
 
 def demo_documents(text_file: str | os.PathLike | None = None, max_chars: int | None = None) -> list[str]:
@@ -108,21 +109,19 @@ def demo_documents(text_file: str | os.PathLike | None = None, max_chars: int | 
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise GolfsweepError(f"text_file {path}: cannot read as UTF-8 text ({exc})") from exc
-        docs = [inspect.cleandoc(p) for p in re.split(r"\n\s*\n", text) if p.strip()]
+        docs: Iterable[str] = [inspect.cleandoc(p) for p in re.split(r"\n\s*\n", text) if p.strip()]
     else:
         from pydoc_data.topics import topics
 
-        docs = [topics[k].strip() for k in sorted(topics) if topics[k].strip()]
-        docs += _stdlib_docstrings()
-    if max_chars is not None:
-        kept, total = [], 0
-        for d in docs:
-            if total >= max_chars:
-                break
-            kept.append(d)
-            total += len(d)
-        docs = kept
-    return docs
+        docs = itertools.chain((topics[k].strip() for k in sorted(topics) if topics[k].strip()),
+                               _stdlib_docstrings())
+    kept, total = [], 0
+    for d in docs:
+        if max_chars is not None and total >= max_chars:
+            break
+        kept.append(d)
+        total += len(d)
+    return kept
 
 
 def _train_tokenizer(docs: list[str], vocab_size: int, seed: int) -> bytes:
@@ -132,7 +131,9 @@ def _train_tokenizer(docs: list[str], vocab_size: int, seed: int) -> bytes:
     for d in docs:
         for line in d.splitlines():
             line = line.strip()
-            if line and len(line.encode("utf-8")) <= _MAX_TRAIN_LINE_BYTES:
+            if len(line) > _MAX_TRAIN_LINE_CHARS:
+                lines += textwrap.wrap(line, _MAX_TRAIN_LINE_CHARS)
+            elif line:
                 lines.append(line)
     if hasattr(spm, "set_random_generator_seed"):
         spm.set_random_generator_seed(seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import socket
 import time
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class RayBackend(RunBackend):
         self._refs: dict[object, RunSpec] = {}
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            if address:
+                _probe(address)
             try:
                 if address:
                     ray.init(address=address, logging_level="ERROR", log_to_driver=False,
@@ -162,6 +165,21 @@ class RayBackend(RunBackend):
         self._refs.clear()
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nobody answers: Ray itself retries a dead GCS for minutes."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise GolfsweepError(f"--address: must be HOST:PORT (or ray://HOST:PORT, or auto), got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GolfsweepError(f"--address: no Ray cluster answers at {address!r} "
+                             f"({exc.strerror or type(exc).__name__} within {timeout:g}s)") from None
 
 
 def _first_line(exc: BaseException) -> str:

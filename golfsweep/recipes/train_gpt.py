@@ -15,10 +15,10 @@ torch.compile and flash-attn when importable; on CPU gloo and fp32.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +48,7 @@ class Hyperparameters:
     warmdown_iters: int = 1200  # LR decays linearly to 0 over the last iterations (or the wallclock estimate)
     train_batch_tokens: int = 524288
     train_seq_len: int = 1024
+    train_micro_batch_tokens: int = 65536  # per rank and forward pass; bigger batches accumulate gradients
     train_log_every: int = 200
     max_wallclock_seconds: float = 600.0  # 0 = no cap
     compile: int = 1  # torch.compile on CUDA; ignored on CPU
@@ -76,6 +77,7 @@ class Hyperparameters:
     ttt_lr: float = 0.002
     ttt_epochs: int = 1
     ttt_chunk_tokens: int = 32768
+    ttt_batch_seqs: int = 32  # sequences of EVAL_SEQ_LEN per TTT optimizer step, all ranks together
     # quantization
     gptq_bits: int = 6
     gptq_damp: float = 0.01
@@ -101,17 +103,25 @@ class Hyperparameters:
 
     def problems(self) -> list[str]:
         p = []
+        positive = ("iterations", "train_seq_len", "train_batch_tokens", "num_layers", "model_dim", "num_heads",
+                    "num_kv_heads", "mlp_mult", "vocab_size", "ttt_chunk_tokens", "ttt_batch_seqs",
+                    "val_batch_size", "gptq_calib_tokens", "train_log_every", "train_micro_batch_tokens")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                p.append(f"{name.upper()}={getattr(self, name)}: must be > 0")
+        if p:
+            return p
         if self.model_dim % self.num_heads or (self.model_dim // self.num_heads) % 2:
-            p.append(f"MODEL_DIM={self.model_dim}: must split into NUM_HEADS={self.num_heads} even-sized heads")
-        if self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads:
+            p.append(f"MODEL_DIM={self.model_dim}: must split into NUM_HEADS={self.num_heads} heads of even size")
+        if self.num_heads % self.num_kv_heads:
             p.append(f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}")
         if not 2 <= self.gptq_bits <= 8:
             p.append(f"GPTQ_BITS={self.gptq_bits}: must be in 2..8")
-        if self.gptq_damp < 0:
-            p.append(f"GPTQ_DAMP={self.gptq_damp}: must be >= 0")
-        for name in ("iterations", "train_seq_len", "train_batch_tokens", "num_layers", "ttt_chunk_tokens"):
-            if getattr(self, name) <= 0:
-                p.append(f"{name.upper()}={getattr(self, name)}: must be > 0")
+        non_negative = ("gptq_damp", "ttt_lr", "ttt_epochs", "eval_stride", "eval_seq_len", "val_max_tokens",
+                        "warmup_steps", "warmdown_iters", "max_wallclock_seconds", "val_loss_every")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                p.append(f"{name.upper()}={getattr(self, name)}: must be >= 0")
         return p
 
     @property
@@ -144,6 +154,7 @@ class Runtime:
 
 
 def setup_runtime() -> Runtime:
+    """Device and process group; DDP when torchrun set WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -200,6 +211,7 @@ def load_shard(path: str | Path) -> np.ndarray:
 
 
 def shard_files(data_path: str, split: str) -> list[Path]:
+    """The sorted ``fineweb_{split}_*.bin`` shards in DATA_PATH."""
     files = sorted(Path(data_path).glob(f"fineweb_{split}_*.bin"))
     if not files:
         raise SystemExit(f"DATA_PATH={data_path}: no fineweb_{split}_*.bin shards")
@@ -248,6 +260,7 @@ class TrainLoader:
 
 
 def load_val_tokens(data_path: str, max_tokens: int = 0) -> Tensor:
+    """All validation tokens (the first ``max_tokens`` when > 0) as an int64 CPU tensor."""
     tokens = np.concatenate([np.asarray(load_shard(f)) for f in shard_files(data_path, "val")])
     if max_tokens > 0:
         tokens = tokens[:max_tokens]
@@ -282,6 +295,7 @@ class ByteLuts:
 
 
 def build_byte_luts(sp, vocab_size: int) -> ByteLuts:
+    """Byte lookup tables from a SentencePiece model (see :class:`ByteLuts`)."""
     n = sp.get_piece_size()
     base = torch.zeros(vocab_size, dtype=torch.long)
     space = torch.zeros(vocab_size, dtype=torch.bool)
@@ -387,7 +401,8 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.n_kv, self.head_dim)
         q = self.rotary(rms_norm(q)) * self.q_gain.to(q.dtype)[None, None, :, None]
         k = self.rotary(rms_norm(k))
-        y = causal_attention(q, k, v)
+        # Autocast runs rms_norm in fp32; bring q/k back to v's (bf16) dtype for flash-attn.
+        y = causal_attention(q.to(v.dtype), k.to(v.dtype), v)
         return self.proj(y.reshape(B, T, C))
 
 
@@ -492,6 +507,7 @@ class Muon(torch.optim.Optimizer):
 
 
 def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch.optim.Optimizer]:
+    """Muon for the 2-D block matrices; Adam for the tied embedding and the per-channel/per-head scalars."""
     matrices = [p for n, p in model.blocks.named_parameters() if p.ndim == 2]
     scalars = [p for n, p in model.blocks.named_parameters() if p.ndim < 2]
     fused = rt.device.type == "cuda"
@@ -642,10 +658,11 @@ def eval_score_first_ttt(model: GPT, tokens: Tensor, hp: Hyperparameters, luts: 
     The validation targets are cut in order into chunks of about ``TTT_CHUNK_TOKENS``
     (whole evaluation windows, the same windows as :func:`evaluate`).  Each chunk is
     scored under ``torch.no_grad`` and only then used for ``TTT_EPOCHS`` epochs of
-    SGD (momentum 0.9) at ``TTT_LR``; the last chunk is never trained on.  The result
-    sums the pre-update scores only.  ``on_event(kind, start, end)`` is called with
-    ``"score"`` for each scored chunk and ``"train"`` for each optimizer step, with
-    the half-open range of target positions involved.
+    SGD (momentum 0.9, steps of ``TTT_BATCH_SEQS`` sequences) at ``TTT_LR``; the last
+    chunk is never trained on.  The result sums the pre-update scores only.
+    ``on_event(kind, start, end)`` is called with ``"score"`` for each scored chunk
+    and ``"train"`` for each optimizer step, with the half-open range of target
+    positions involved.
     """
     seq_len = hp.eval_len
     windows = make_windows(len(tokens) - 1, seq_len, stride)
@@ -664,14 +681,17 @@ def eval_score_first_ttt(model: GPT, tokens: Tensor, hp: Hyperparameters, luts: 
         starts = list(range(lo, hi, seq_len))
         model.train()
         for _ in range(hp.ttt_epochs):
-            for b in range(0, len(starts), batch_seqs * rt.world_size):
-                group = starts[b : b + batch_seqs * rt.world_size]
+            for b in range(0, len(starts), hp.ttt_batch_seqs):
+                group = starts[b : b + hp.ttt_batch_seqs]
                 n_targets = sum(min(s + seq_len, hi) - s for s in group)
                 opt.zero_grad(set_to_none=False)
-                for s in rank_slice(group, rt):
-                    e = min(s + seq_len, hi)
-                    x = tokens[s:e].to(rt.device)[None]
-                    y = tokens[s + 1 : e + 1].to(rt.device)[None]
+                local = rank_slice(group, rt)
+                # Full-length sequences go in one batch; a short tail sequence on its own.
+                for seqs in ([s for s in local if s + seq_len <= hi], [s for s in local if s + seq_len > hi]):
+                    if not seqs:
+                        continue
+                    x = torch.stack([tokens[s : min(s + seq_len, hi)] for s in seqs]).to(rt.device)
+                    y = torch.stack([tokens[s + 1 : min(s + seq_len, hi) + 1] for s in seqs]).to(rt.device)
                     with rt.autocast():
                         loss = model.token_losses(x, y).sum() / n_targets
                     loss.backward()
@@ -697,7 +717,9 @@ def qmax_for(bits: int) -> int:
 
 
 def row_scales(w: Tensor, bits: int) -> Tensor:
-    return (w.abs().amax(dim=1) / qmax_for(bits)).clamp_min(1e-8)
+    """Per-row max-abs scales, rounded to fp16 (how they are stored) so codes are chosen
+    against the scale that dequantization will actually use."""
+    return (w.abs().amax(dim=1) / qmax_for(bits)).clamp_min(1e-6).half().float()
 
 
 def quantize_rtn(w: Tensor, bits: int, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -868,6 +890,7 @@ def load_artifact_model(path: Path, hp: Hyperparameters, rt: Runtime) -> GPT:
 
 
 def main() -> None:
+    """Train, quantize and write the artifact, then evaluate the artifact as it will be scored."""
     global _RT
     hp = Hyperparameters.from_env()
     rt = _RT = setup_runtime()
@@ -898,21 +921,31 @@ def main() -> None:
     if rt.device.type == "cuda" and hp.compile:
         model = torch.compile(base)
     if rt.distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+        device_ids = [rt.local_rank] if rt.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     opts = build_optimizers(base, hp, rt)
 
-    def train_step(x: Tensor, y: Tensor, mult: float) -> float:
+    accum_steps = min(local_tokens // hp.train_seq_len, math.ceil(local_tokens / hp.train_micro_batch_tokens))
+    log0(f"grad_accum_steps:{accum_steps}")
+
+    def train_step(x: Tensor, y: Tensor, mult: float) -> Tensor:
         for opt in opts:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mult
-        with rt.autocast():
-            logits = model(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        loss.backward()
+        total = torch.zeros((), device=rt.device)
+        pieces = list(zip(x.tensor_split(accum_steps), y.tensor_split(accum_steps)))
+        for i, (xb, yb) in enumerate(pieces):
+            # Gradients are all-reduced once, on the last micro-batch.
+            sync_ctx = model.no_sync() if rt.distributed and i < len(pieces) - 1 else contextlib.nullcontext()
+            with sync_ctx, rt.autocast():
+                logits = model(xb)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), yb.reshape(-1)) * (len(xb) / len(x))
+            loss.backward()
+            total += loss.detach()
         for opt in opts:
             opt.step()
         base.zero_grad(set_to_none=True)
-        return loss.detach()
+        return total
 
     def sync():
         if rt.device.type == "cuda":

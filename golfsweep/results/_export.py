@@ -60,8 +60,8 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
         raise GolfsweepError(f"--trial: trial {t} is not a valid record: {'; '.join(reasons)} "
                              f"(use --non-record to export it as a non-record submission)")
     audit = _static_audit(script_bytes)
-    sub = _submission(data, t, params, runs, checks, audit, sha, len(script_bytes), non_record=bool(reasons) or non_record,
-                      reasons=reasons, name=name, author=author)
+    sub = _submission(data, t, params, runs, checks, audit, sha, len(script_bytes),
+                      non_record=bool(reasons) or non_record, reasons=reasons, name=name, author=author)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -111,8 +111,8 @@ def _static_audit(script_bytes: bytes) -> dict[str, Any]:
 
 
 def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[int, RunRecord],
-                checks: list[Any], audit: dict[str, Any], sha: str, code_bytes: int, *, non_record: bool, reasons: list[str],
-                name: str | None, author: str | None) -> dict[str, Any]:
+                checks: list[Any], audit: dict[str, Any], sha: str, code_bytes: int, *, non_record: bool,
+                reasons: list[str], name: str | None, author: str | None) -> dict[str, Any]:
     ok = [runs[s] for s in data.seeds if s in runs and runs[s].state is RunState.COMPLETE
           and runs[s].val_bpb is not None]
     bpb = [r.val_bpb for r in ok]

@@ -10,6 +10,7 @@ import datetime as _dt
 import html
 import math
 import numbers
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,9 @@ from golfsweep.results._store import RunRecord
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
 from golfsweep.worker import RunState
 
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf")
+# Grey is kept out of the palette: it marks infeasible configs.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+            "#bcbd22", "#393b79")
 _W, _H = 600, 320
 _M = {"left": 70, "right": 20, "top": 24, "bottom": 52}
 
@@ -53,6 +55,7 @@ def write_report(sweep_dir: str | Path, out: str | Path) -> Path:
     if out.exists() and out.is_dir():
         raise GolfsweepError(f"--out: must be a file path, got directory {str(out)!r}")
     atomic_write(out, render_report(data))
+    os.chmod(out, 0o644)  # the temp file behind atomic_write is private; a report is meant to be shared
     return out
 
 
@@ -91,7 +94,7 @@ def render_report(data: SweepData) -> str:
         "<h2>Validation curves</h2>",
         '<div class="grid">', _curves_chart(configs, runs_by_trial, colors), "</div>",
         "<h2>Artifact bytes</h2>",
-        '<div class="grid">', _bytes_chart(data, configs, runs_by_trial, colors), "</div>",
+        '<div class="grid">', _bytes_chart(data, configs, runs_by_trial), "</div>",
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -282,9 +285,11 @@ def _knob_chart(data: SweepData, p: dict[str, Any], configs: list, runs_by_trial
         x = ax.px(xv(row["params"][name]))
         pts = _ok_bpb(runs_by_trial[t])
         mean = row["mean_val_bpb"]
-        body.append(f'<g class="config" data-trial="{t}"><title>{html.escape(f"trial {t}: {name}=" + _fmt_param(row["params"][name]) + f", mean val_bpb {mean:.5f}")}</title>')
+        tip = f"trial {t}: {name}={_fmt_param(row['params'][name])}, mean val_bpb {mean:.5f}"
+        body.append(f'<g class="config" data-trial="{t}"><title>{html.escape(tip)}</title>')
         for seed, b in pts:
-            body.append(f'<circle class="seed" cx="{x:.1f}" cy="{ax.py(b):.1f}" r="2.5" fill="{c}" fill-opacity="0.6"/>')
+            body.append(f'<circle class="seed" cx="{x:.1f}" cy="{ax.py(b):.1f}" r="2.5" fill="{c}" '
+                        f'fill-opacity="0.6"><title>seed {seed}: {b:.6f}</title></circle>')
         body.append(f'<circle class="mean" cx="{x:.1f}" cy="{ax.py(mean):.1f}" r="6" fill="none" stroke="{c}" '
                     f'stroke-width="2"/></g>')
     return _svg("knob", title, body, attrs=attrs)
@@ -320,8 +325,7 @@ def _curves_chart(configs: list, runs_by_trial: dict[int, list[RunRecord]], colo
     return _svg("curves", title, body, legend=legend, w=_W + 220)
 
 
-def _bytes_chart(data: SweepData, configs: list, runs_by_trial: dict[int, list[RunRecord]],
-                 colors: dict[int, str]) -> str:
+def _bytes_chart(data: SweepData, configs: list, runs_by_trial: dict[int, list[RunRecord]]) -> str:
     limit = int(data.limits["artifact_bytes"])
     title = f"artifact bytes per config (max over seeds) against the {limit:,}-byte limit"
     rows = []
@@ -342,7 +346,7 @@ def _bytes_chart(data: SweepData, configs: list, runs_by_trial: dict[int, list[R
         t = int(row["trial"])
         biggest = max(b for _, b in sizes)
         over = biggest > limit
-        c = "#c62828" if over else colors[t]
+        c = "#c62828" if over else "#4e79a7"  # one neutral colour, so only "over" reads as red
         x = ax.px(i)
         body.append(f'<rect class="bar{" over" if over else ""}" data-trial="{t}" x="{x - 14:.1f}" '
                     f'y="{ax.py(biggest):.1f}" width="28" height="{ax.py(0) - ax.py(biggest):.1f}" fill="{c}" '
@@ -352,9 +356,10 @@ def _bytes_chart(data: SweepData, configs: list, runs_by_trial: dict[int, list[R
     y = ax.py(limit)
     body.append(f'<line class="limit" id="bytes-limit" x1="{_M["left"]}" x2="{w - _M["right"]}" y1="{y:.1f}" '
                 f'y2="{y:.1f}"><title>limit {limit:,} bytes</title></line>')
-    body.append(f'<text x="{w - _M["right"] - 4}" y="{y - 5:.1f}" text-anchor="end" fill="#c62828">'
-                f'limit {limit:,}</text>')
-    return _svg("bytes", title, body, w=w)
+    n_over = sum(max(b for _, b in sizes) > limit for _, sizes in rows)
+    note = (f'<div class="note">Dashed red line: the {limit:,}-byte limit. '
+            f'{n_over} config{"s" if n_over != 1 else ""} over it (red bars).</div>')
+    return _svg("bytes", title, body, extra=note, w=w)
 
 
 # --------------------------------------------------------------------------- helpers

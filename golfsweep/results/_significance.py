@@ -300,6 +300,8 @@ def significance_of(val_loss: Sequence[float | None], val_bpb: Sequence[float | 
                             seeds_needed=None, seeds_needed_text="needs >= 2 seeds", notes=tuple(notes))
 
     effect = _mean(base) - _mean(cand) - min_improvement
+    if abs(effect) < 1e-12:  # exactly at the threshold, up to float rounding
+        effect = 0.0
     welch = len(base) >= 2
     if not welch and len(baseline.runs) == 1:
         notes.append("baseline has one run: one-sample test against its value")

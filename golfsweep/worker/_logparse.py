@@ -414,9 +414,12 @@ def _choose(
         for label in order:
             if label in last_by_label:
                 return last_by_label[label]
-    # An unfamiliar final evaluation (a new quantizer's tag, say): prefer its exact form.
-    for suffix in ("_exact", ""):
-        for c in reversed(candidates):
-            if c.label.startswith("final_") and c.label.endswith(suffix) and "pre" not in c.label:
-                return c
+    # An unfamiliar final evaluation (another bit width's tag, say): the same protocol order
+    # as above — TTT, then sliding window, then round trip — exact forms first.
+    finals = [c for c in candidates if c.label.startswith("final_") and "pre" not in c.label]
+    for kind in ("ttt", "sliding", ""):
+        for suffix in ("_exact", ""):
+            for c in reversed(finals):
+                if kind in c.label and c.label.endswith(suffix):
+                    return c
     return None

@@ -38,12 +38,29 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _usage_errors()):
+            if hasattr(exc, "show"):
+                exc.show()  # the usage line and the problem, as click prints them
+            else:
+                _echo_err(exc.format_message())
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Bad arguments or options. Recent typer raises its own vendored click's exceptions, which are
+    not ``click.ClickException``, so both are caught."""
+    types: list[type[Exception]] = []
+    typer_exc = getattr(typer, "TyperException", None)
+    if typer_exc is not None:
+        types.append(typer_exc)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
 
 
 # --------------------------------------------------------------------------- sweeps

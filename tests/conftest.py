@@ -173,7 +173,7 @@ def invoke_cli(*args: str | os.PathLike[str]) -> CliResult:
                 main()
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            except Exception:
+            except Exception:  # noqa: BLE001 - shown as the interpreter would show it
                 traceback.print_exc()
                 code = 1
     finally:
@@ -198,7 +198,7 @@ def run_cli_process(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] |
                     env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``golfsweep ARGS`` as a separate process; raises ``subprocess.TimeoutExpired`` past ``timeout``."""
     return subprocess.run([*cli_command(), *map(str, args)], cwd=cwd, env=cli_env(env), capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
 def assert_one_line_error(stderr: str, *needles: str) -> str:

@@ -96,7 +96,7 @@ _DATA_WORDS = {
     "tokens", "token", "tok", "toks", "data", "dataset", "ds", "set", "ids", "docs", "doc", "documents",
     "chunks", "chunk", "windows", "shards", "shard", "files", "file", "path", "paths", "pattern", "glob",
     "loader", "dl", "iter", "stream", "batches", "seqs", "sequences", "text", "corpus", "split", "x", "y",
-    "inputs", "targets", "input", "target", "buf", "buffer", "arr", "array", "tensor", "stream", "dir",
+    "inputs", "targets", "input", "target", "buf", "buffer", "arr", "array", "tensor", "dir",
 }
 # A name with one of these words is a setting or a statistic (val_batch_size, train_seq_len,
 # val_loss), not data, whatever else it says.
@@ -104,7 +104,7 @@ _CONFIG_WORDS = {
     "len", "length", "size", "sz", "every", "interval", "freq", "stride", "steps", "step", "lr", "frac",
     "fraction", "ratio", "count", "num", "n", "max", "min", "batch", "bs", "epochs", "epoch", "dim",
     "limit", "budget", "seconds", "secs", "time", "ms", "loss", "losses", "bpb", "seed", "mode", "flag",
-    "enabled", "enable", "only", "pct", "tokens_per", "frequency", "fn", "func", "freq",
+    "enabled", "enable", "only", "pct", "tokens_per", "frequency", "fn", "func",
 }
 _EVAL_FN_WORDS = {"eval", "evaluate", "evaluation", "evaluator", "score", "scoring", "scorer", "ttt",
                   "validation", "val"}

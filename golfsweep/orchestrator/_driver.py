@@ -27,7 +27,7 @@ from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_frame
 from golfsweep.search_spaces import SweepSpec, config_env, distributions, make_sampler, mask_env
-from golfsweep.worker import RunLimits, RunResult, RunSpec, RunState
+from golfsweep.worker import RunResult, RunSpec, RunState
 
 #: Optuna constraint names (value ≤ 0 is feasible): how far each limit is exceeded.
 CONSTRAINT_NAMES = ("artifact_bytes", "train_seconds", "eval_seconds")
@@ -179,10 +179,7 @@ class Driver:
             sweep=s.name, trial=trial, seed=seed, params=dict(params), env=env, script_name=s.script.name,
             script_bytes=self.script_bytes, script_sha256=self.script_sha, nproc=s.nproc,
             launcher=s.launcher_command, attempt=attempt,
-            limits=RunLimits(artifact_bytes=s.limits.artifact_bytes, train_seconds=s.limits.train_seconds,
-                             eval_seconds=s.limits.eval_seconds,
-                             run_timeout_seconds=s.limits.run_timeout_seconds,
-                             stall_seconds=s.limits.stall_seconds),
+            limits=s.limits,
             metric_labels=s.metric_labels, artifact_glob=s.artifact_glob, check_paths=s.check_paths,
         )
 

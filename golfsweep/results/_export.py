@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks
 from golfsweep.results._store import RunRecord, Store
@@ -133,10 +133,10 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
             entry["reason"] = r.reason
         seed_results[str(seed)] = entry
     sweep = str(data.spec.get("name", "sweep"))
-    mean_bpb, mean_loss = _mean(bpb), _mean(loss)
+    mean_bpb, mean_loss = mean(bpb), mean(loss)
     blurb = (f"golfsweep sweep {sweep!r}, trial {trial}: {_params_text(params)}. "
              f"{len(ok)}/{len(data.seeds)}-seed mean val_bpb {_r(mean_bpb)}"
-             + (f" (std {_r(_std(bpb))})" if len(bpb) > 1 else "") + ".")
+             + (f" (std {_r(sample_std(bpb))})" if len(bpb) > 1 else "") + ".")
     return {
         "name": name or f"{sweep} trial {trial}",
         "author": author or "",
@@ -146,9 +146,9 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
         **({"non_record_reasons": reasons} if reasons else {}),
         "blurb": blurb,
         "val_bpb": _r(mean_bpb),
-        "val_bpb_std": _r(_std(bpb)),
+        "val_bpb_std": _r(sample_std(bpb)),
         "val_loss": _r(mean_loss),
-        "val_loss_std": _r(_std(loss)),
+        "val_loss_std": _r(sample_std(loss)),
         "bytes_total": max(sizes) if sizes else None,
         "bytes_total_mean": round(sum(sizes) / len(sizes)) if sizes else None,
         "bytes_code": code_bytes,
@@ -231,7 +231,7 @@ def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: 
               f"{env_prefix + ' ' if env_prefix else ''}SEED={data.seeds[0]} {launch}", "```", ""]
     if any(v == SECRET_MASK for v in env.values()):
         lines += ["Variables shown as `***` were secrets in the sweep file and are not exported.", ""]
-    lines += ["## Included files", "", f"- `train_gpt.py` (the exact script every run received)"]
+    lines += ["## Included files", "", "- `train_gpt.py` (the exact script every run received)"]
     lines += [f"- `train_seed{seed}.log`" for seed in logs]
     lines += ["- `submission.json`", ""]
     return "\n".join(lines)
@@ -258,15 +258,6 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def _std(xs: list[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _r(x: float | None) -> float | None:

@@ -8,10 +8,10 @@ from typing import Any
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
-from golfsweep.worker import RunLimits
+from golfsweep.limits import Limits
 
 #: The challenge's own limits; a records folder is checked against these even if a sweep was looser.
-CHALLENGE_LIMITS = RunLimits()
+CHALLENGE_LIMITS = Limits()
 
 
 def pick_trial(data: SweepData, trial: int | None) -> int:

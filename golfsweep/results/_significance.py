@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from golfsweep.results._stats import mean
 from golfsweep.errors import GolfsweepError
 from golfsweep.results._table import SweepData, summary_frame
 from golfsweep.worker import RunState, parse_log_file, seed_from_filename
@@ -278,8 +279,8 @@ def significance_of(val_loss: Sequence[float | None], val_bpb: Sequence[float | 
         notes.append(f"val_loss/val_bpb differs (config {c_ratio:.4f}, baseline {baseline.ratio:.4f}): "
                      f"different tokenizers, so nats are not comparable; compare bpb")
 
-    mean_loss, mean_bpb = _mean(c_loss), _mean(c_bpb)
-    b_mean_loss, b_mean_bpb = _mean(base_loss), _mean(base_bpb)
+    mean_loss, mean_bpb = mean(c_loss), mean(c_bpb)
+    b_mean_loss, b_mean_bpb = mean(base_loss), mean(base_bpb)
     imp_nats = None if mean_loss is None or b_mean_loss is None else b_mean_loss - mean_loss
     if imp_nats is None and mean_bpb is not None and b_mean_loss is not None and baseline.ratio:
         imp_nats = b_mean_loss - mean_bpb * baseline.ratio
@@ -299,7 +300,7 @@ def significance_of(val_loss: Sequence[float | None], val_bpb: Sequence[float | 
         return Significance(**common, test="none", t=None, df=None, p_value=None, significant=False,
                             seeds_needed=None, seeds_needed_text="needs >= 2 seeds", notes=tuple(notes))
 
-    effect = _mean(base) - _mean(cand) - min_improvement
+    effect = mean(base) - mean(cand) - min_improvement
     if abs(effect) < 1e-12:  # exactly at the threshold, up to float rounding
         effect = 0.0
     welch = len(base) >= 2
@@ -471,9 +472,6 @@ def _welch_df(s1: float, n1: int, s2: float, n2: int) -> float:
     den = (a ** 2 / (n1 - 1) if n1 > 1 else 0) + (b ** 2 / (n2 - 1) if n2 > 1 else 0)
     return (a + b) ** 2 / den if den else float(n1 + n2 - 2)
 
-
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def _sd(xs: Sequence[float]) -> float:

@@ -123,7 +123,12 @@ class TrialRecord:
 
 
 class Store:
-    """Typed access to a sweep's SQLite store. Open one per thread/process."""
+    """Typed access to a sweep's SQLite store. Open one per thread/process.
+
+    ``create=False`` opens an existing store for reading: everything read through it comes from
+    one snapshot, taken at the first read, so a run is never seen without its trial. Open a new
+    ``Store`` to see later writes.
+    """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
@@ -134,11 +139,22 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                          check_same_thread=False)
+            if not create:
+                # A store being created right now (or an empty file) has no tables yet.
+                have = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not {"meta", "trials", "runs", "attempts"} <= have:
+                    self._conn.close()
+                    raise GolfsweepError(f"sweep directory: {str(self.path)!r} is not a complete golfsweep "
+                                         f"store (no tables yet; is this a sweep directory?)")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            if not create:
+                self._conn.execute("BEGIN")  # the read snapshot (deferred: starts at the first read)
             if create:
-                self._conn.executescript(_SCHEMA)
-                self._set_meta_if_absent("schema_version", str(SCHEMA_VERSION))
+                # One transaction, so a concurrent reader sees either no schema or all of it.
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta(key, value) "
+                    f"VALUES('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
         except sqlite3.Error as exc:
             raise GolfsweepError(f"store: cannot open {str(self.path)!r}: {exc}") from None
 
@@ -153,6 +169,8 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._conn.in_transaction:  # a reader's snapshot: a write works on the latest state
+            self._conn.execute("COMMIT")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -167,9 +185,6 @@ class Store:
         with self._tx() as c:
             c.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                       (key, value))
-
-    def _set_meta_if_absent(self, key: str, value: str) -> None:
-        self._conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.paths import SweepPaths
 from golfsweep.results._store import RunRecord, Store, TrialRecord
@@ -110,12 +111,12 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
             **{f"param.{k}": v for k, v in t.params.items()},
             "n_ok": len(ok),
             "n_seeds": n_seeds,
-            "mean_val_bpb": _mean(bpb),
-            "std_val_bpb": _std(bpb),
+            "mean_val_bpb": mean(bpb),
+            "std_val_bpb": sample_std(bpb),
             "min_val_bpb": min(bpb) if bpb else None,
             "max_val_bpb": max(bpb) if bpb else None,
-            "mean_val_loss": _mean(loss),
-            "std_val_loss": _std(loss),
+            "mean_val_loss": mean(loss),
+            "std_val_loss": sample_std(loss),
             "max_bytes_total": max((r.bytes_total for r in ok if r.bytes_total is not None), default=None),
             "max_train_s": _max_s([r.train_time_ms for r in ok]),
             "max_eval_s": _max_s([r.eval_time_ms for r in ok]),
@@ -201,15 +202,6 @@ def _passfail(v: bool | None) -> str:
     return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else ("pass" if v else "FAIL")
 
 
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def _std(xs: Sequence[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _max_s(ms: Sequence[int | None]) -> float | None:

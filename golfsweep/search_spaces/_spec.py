@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import SpecError
+from golfsweep.limits import Limits
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,15 +104,6 @@ BUILTIN_PARAMS: dict[str, dict[str, Any]] = {
     "qk_gain": {"type": "float", "low": 1.0, "high": 6.0, "log": False, "env": "QK_GAIN_INIT"},
     "ttt_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "env": "TTT_LR"},
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    artifact_bytes: int = 16_000_000
-    train_seconds: float = 600.0
-    eval_seconds: float = 600.0
-    run_timeout_seconds: float = 1800.0
-    stall_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -320,8 +312,8 @@ def _validate_env(v: _Validator, env: Mapping[str, Any]) -> dict[str, str]:
         elif isinstance(value, (int, float, str)):
             out[key] = str(value)
         else:
-            v.problem(f"env.{key}: must be a string, number or boolean, got {type(value).__name__} "
-                      f"{_short(value)}")
+            shown = SECRET_MASK if is_secret_name(key) else _short(value)  # errors are shown and logged
+            v.problem(f"env.{key}: must be a string, number or boolean, got {type(value).__name__} {shown}")
     return out
 
 

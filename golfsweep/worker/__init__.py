@@ -20,10 +20,10 @@ from golfsweep.worker._logparse import (
     parse_log_file,
     seed_from_filename,
 )
-from golfsweep.worker._types import ArtifactMeasurement, RunLimits, RunResult, RunSpec, RunState
+from golfsweep.worker._types import ArtifactMeasurement, RunResult, RunSpec, RunState
 
 __all__ = [
-    "DEFAULT_METRIC_LABELS", "ArtifactMeasurement", "CurvePoint", "MetricLine", "ParsedLog", "RunLimits",
+    "DEFAULT_METRIC_LABELS", "ArtifactMeasurement", "CurvePoint", "MetricLine", "ParsedLog",
     "RunResult", "RunSpec", "RunState", "build_command", "default_workdir_root", "descendants",
     "execute_run", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
     "run_workdir", "seed_from_filename",

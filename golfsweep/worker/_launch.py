@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from golfsweep.worker._artifact import measure_artifact
@@ -167,8 +166,46 @@ def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, t
                 break
             time.sleep(_POLL_SECONDS)
         proc.wait()
+        if killed_for is None:
+            _end_leftovers(proc.pid)
         pump.join(timeout=5)
     return _Outcome(proc.returncode, killed_for)
+
+
+def _end_leftovers(pgid: int) -> None:
+    """Stop what an exited script left running in its group: it would hold the GPU and the log pipe."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + _KILL_GRACE_SECONDS
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a non-zombie process is left in group ``pgid`` (zombies wait for a reaper that may be slow)."""
+    proc = Path("/proc")
+    if not proc.exists():
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _pump(stream, log, last_output: list[float]) -> None:

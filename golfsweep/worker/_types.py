@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from golfsweep.limits import Limits
+
 
 class RunState(str, Enum):
     """Lifecycle of one (trial, seed) run."""
@@ -30,15 +32,6 @@ class RunState(str, Enum):
 
 
 @dataclass(frozen=True)
-class RunLimits:
-    artifact_bytes: int = 16_000_000
-    train_seconds: float = 600.0
-    eval_seconds: float = 600.0
-    run_timeout_seconds: float = 1800.0
-    stall_seconds: float = 600.0
-
-
-@dataclass(frozen=True)
 class RunSpec:
     """Everything a node needs for one run; the script travels as bytes (no shared filesystem)."""
 
@@ -53,7 +46,7 @@ class RunSpec:
     nproc: int = 1
     launcher: str = "python"  # "python" | "torchrun"
     attempt: int = 1
-    limits: RunLimits = field(default_factory=RunLimits)
+    limits: Limits = field(default_factory=Limits)
     metric_labels: tuple[str, ...] = ()
     artifact_glob: tuple[str, ...] = ("*.ptz",)
     check_paths: tuple[str, ...] = ("DATA_PATH", "TOKENIZER_PATH")

@@ -24,7 +24,14 @@ from pathlib import Path
 import pytest
 
 from golfsweep.errors import GolfsweepError
-from golfsweep.results import RunRecord, Store, TrialState, format_status, format_table, load_sweep
+from golfsweep.results import (
+    RunRecord,
+    Store,
+    TrialState,
+    format_status,
+    format_table,
+    load_sweep,
+)
 from golfsweep.search_spaces import load_spec
 from golfsweep.worker import RunState
 from tests.conftest import cli_env, invoke_cli, write_sweep
@@ -60,23 +67,25 @@ RECORDS = textwrap.dedent('''
         return trial + 0.5
 ''')
 _ns: dict = {}
-exec(RECORDS, _ns)
+exec(RECORDS, _ns)  # noqa: S102 - the same source runs in the writer processes
 record, tag, trial_value = _ns["record"], _ns["tag"], _ns["trial_value"]
 
 # Runs every (trial, seed) through RUNNING -> LOST -> RUNNING (attempt 2) -> COMPLETE/FAILED, then
-# finishes the trial; prints "ACK <what>" after each write returns (i.e. is committed).
+# finishes the trial; prints "ACK <what>" after each write returns (i.e. is committed). Stops after
+# SECONDS or MAX_TRIALS trials, whichever comes first.
 WRITER = RECORDS + textwrap.dedent('''
     import sys, time
     from golfsweep.results import Store, TrialState
 
     db, spec_json, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     seeds = [int(s) for s in sys.argv[4].split(",")]
+    max_trials = int(sys.argv[5])
     store = Store(db)
     store.set_meta("spec", open(spec_json).read())
     print("READY", flush=True)
     deadline = time.monotonic() + seconds
     trial = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and trial < max_trials:
         store.add_trial(trial, {"KNOB_X": float(trial)})
         print(f"ACK trial {trial}", flush=True)
         failed = trial % 3 == 2
@@ -129,9 +138,9 @@ MID_TX_WRITER = RECORDS + textwrap.dedent('''
 ''')
 
 
-def _spawn(code: str, *args: str | os.PathLike[str]) -> subprocess.Popen:
+def _spawn(code: str, *args: str | os.PathLike[str], stdout=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=cli_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
 def _read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
@@ -194,7 +203,9 @@ def test_readers_never_fail_or_see_partial_rows_while_a_sweep_writes(tmp_path: P
     # Before the writer exists the directory is not a sweep yet: a clean error, never a crash.
     with pytest.raises(GolfsweepError):
         load_sweep(sweep_dir)
-    writer = _spawn(WRITER, db, spec_json, 4.0, ",".join(map(str, SEEDS)))
+    writer_out = tmp_path / "writer.out"
+    with open(writer_out, "w") as out_file:  # not a pipe: nobody reads it while the writer runs
+        writer = _spawn(WRITER, db, spec_json, 4.0, ",".join(map(str, SEEDS)), 120, stdout=out_file)
     reads = cli_reads = 0
     seen_runs = 0
     try:
@@ -214,13 +225,13 @@ def test_readers_never_fail_or_see_partial_rows_while_a_sweep_writes(tmp_path: P
                     res = invoke_cli(*args)
                     assert res.exit_code == 0 and res.stderr == "", res
                 cli_reads += 1
-        out, err = writer.communicate(timeout=30)
+        _, err = writer.communicate(timeout=30)
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.wait()
     assert writer.returncode == 0, err
-    assert out.rstrip().endswith("DONE")
+    assert writer_out.read_text().rstrip().endswith("DONE")
     final = load_sweep(sweep_dir)
     check_snapshot(final)
     assert reads >= 10 and cli_reads >= 2, (reads, cli_reads)
@@ -253,7 +264,7 @@ def test_kill_at_an_arbitrary_moment_loses_nothing_acknowledged(tmp_path: Path, 
                                                                after_acks: int):
     sweep_dir = tmp_path / "sweep"
     db = sweep_dir / "golfsweep.db"
-    writer = _spawn(WRITER, db, spec_json, 60.0, ",".join(map(str, SEEDS)))
+    writer = _spawn(WRITER, db, spec_json, 60.0, ",".join(map(str, SEEDS)), 100_000)
     acks: list[str] = []
     try:
         _read_until(writer, "READY")

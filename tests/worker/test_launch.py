@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from golfsweep.worker import RunLimits, RunSpec, RunState, descendants, execute_run
+from golfsweep.limits import Limits
+from golfsweep.worker import RunSpec, RunState, descendants, execute_run
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_train.py"
 
@@ -43,7 +44,7 @@ def test_complete_run_reports_metrics_and_artifact_measured_on_disk(tmp_path):
 
 
 def test_stalled_run_is_killed_with_reason_and_tail(tmp_path):
-    spec = _spec(tmp_path, {"FAIL_MODE": "silent"}, limits=RunLimits(stall_seconds=1.5, run_timeout_seconds=60))
+    spec = _spec(tmp_path, {"FAIL_MODE": "silent"}, limits=Limits(stall_seconds=1.5, run_timeout_seconds=60))
     t0 = time.time()
     res = execute_run(spec, workdir_root=tmp_path)
     took = time.time() - t0
@@ -58,7 +59,7 @@ def test_timeout_kills_the_whole_torchrun_tree(tmp_path):
     pytest.importorskip("torch")
     pid_dir = tmp_path / "pids"
     spec = _spec(tmp_path, {"FAIL_MODE": "hang", "PID_DIR": str(pid_dir)}, launcher="torchrun", nproc=2,
-                 limits=RunLimits(run_timeout_seconds=12, stall_seconds=100))
+                 limits=Limits(run_timeout_seconds=12, stall_seconds=100))
     res = execute_run(spec, workdir_root=tmp_path)
     assert res.state is RunState.TIMEOUT, (res.reason, res.log_tail)
     assert "run_timeout_seconds=12" in res.reason
@@ -72,7 +73,7 @@ def test_timeout_kills_the_whole_torchrun_tree(tmp_path):
 
 
 def test_node_is_free_after_a_hung_run(tmp_path):
-    limits = RunLimits(stall_seconds=1.0, run_timeout_seconds=30)
+    limits = Limits(stall_seconds=1.0, run_timeout_seconds=30)
     hung = execute_run(_spec(tmp_path, {"FAIL_MODE": "silent"}, limits=limits), workdir_root=tmp_path)
     ok = execute_run(_spec(tmp_path, {}, seed=2, limits=limits), workdir_root=tmp_path)
     assert hung.state is RunState.STALLED and ok.state is RunState.COMPLETE

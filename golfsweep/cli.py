@@ -181,15 +181,16 @@ def parse_log_cmd(
     labels: Annotated[Optional[str], typer.Option(help="Comma-separated preference of final-metric labels.")] = None,
 ) -> None:
     """Parse training logs: final val_bpb/val_loss, artifact bytes, train time, seed."""
-    from golfsweep.worker import parse_log_file, seed_from_filename
+    from golfsweep.worker import companion_values, parse_log_file, seed_from_filename
 
     prefs = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
     for path in logs:
         if not path.is_file():
             raise GolfsweepError(f"LOG: must be a readable file, got {str(path)!r}")
-        parsed = parse_log_file(path, prefs)
+        parsed, borrowed = companion_values(path, parse_log_file(path, prefs))
         d = {"path": str(path), **parsed.to_dict()}
         d["seed_in_filename"] = seed_from_filename(path.name)
+        d.update({f"{k}_log": v for k, v in borrowed.items()})
         if json_out:
             typer.echo(json.dumps(d))
         else:

@@ -6,7 +6,8 @@
   reason, and the sweep carries on.
 
 Configuration cases go through the CLI in-process; run cases through the ``Driver`` with the
-in-process backend (no Ray); only the unreachable-cluster case starts a real process.
+in-process backend (no Ray). Two cases run the CLI as its own process: a plain config error, and
+an unreachable Ray address (which must fail within seconds and leave no process behind).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from golfsweep.worker._logparse import (
     CurvePoint,
     MetricLine,
     ParsedLog,
+    companion_values,
     parse_log,
     parse_log_file,
     seed_from_filename,
@@ -24,7 +25,7 @@ from golfsweep.worker._types import ArtifactMeasurement, RunResult, RunSpec, Run
 
 __all__ = [
     "DEFAULT_METRIC_LABELS", "ArtifactMeasurement", "CurvePoint", "MetricLine", "ParsedLog",
-    "RunResult", "RunSpec", "RunState", "build_command", "default_workdir_root", "descendants",
+    "RunResult", "RunSpec", "RunState", "build_command", "companion_values", "default_workdir_root", "descendants",
     "execute_run", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
     "run_workdir", "seed_from_filename",
 ]

@@ -108,7 +108,7 @@ def finish_from_log(spec: RunSpec, base: RunResult, log_text: str, workdir: Path
     curve = tuple((p.step, p.val_loss, p.val_bpb) for p in parsed.curve)
     eval_ms = total_eval_ms(parsed)
     base = base.replace(metric_label=parsed.metric_label, val_bpb=parsed.val_bpb, val_loss=parsed.val_loss,
-                        train_time_ms=parsed.train_time_ms, eval_time_ms=eval_ms, curve=curve)
+                        train_time_ms=parsed.train_time_best_ms, eval_time_ms=eval_ms, curve=curve)
     if base.exit_code not in (0, None):
         return base.replace(reason=f"script exited with status {base.exit_code}")
     if parsed.val_bpb is None or parsed.metric_label == "step_val_last":

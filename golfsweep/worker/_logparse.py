@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
 __all__ = [
     "DEFAULT_METRIC_LABELS",
     "STEP_VAL_LAST",
+    "companion_values",
     "CurvePoint",
     "MetricLine",
     "ParsedLog",
@@ -128,16 +130,23 @@ class ParsedLog:
     bytes_total: int | None
     bytes_model: int | None
     bytes_code: int | None
-    train_time_ms: int | None
+    train_time_ms: int | None  # from the last ``stopping_early: wallclock_cap`` line only
     stop_step: int | None
     seed: int | None
     curve: tuple[CurvePoint, ...] = ()
+    last_step_train_time_ms: int | None = None  # ``train_time:`` of the last step line
+    last_step: int | None = None
     eval_times_ms: dict[str, int] = field(default_factory=dict)
     candidates: tuple[MetricLine, ...] = ()
 
     # ``ParsedLog.seed_from_filename(path)``: the seed a file name attributes to a
     # run, to compare with ``seed`` (the one the log declares).
     seed_from_filename = staticmethod(seed_from_filename)
+
+    @property
+    def train_time_best_ms(self) -> int | None:
+        """Train time for limit checks: the wallclock stop, else the last step line's time."""
+        return self.train_time_ms if self.train_time_ms is not None else self.last_step_train_time_ms
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``None`` stays ``None``."""
@@ -152,6 +161,8 @@ class ParsedLog:
             "bytes_code": self.bytes_code,
             "train_time_ms": self.train_time_ms,
             "stop_step": self.stop_step,
+            "last_step_train_time_ms": self.last_step_train_time_ms,
+            "last_step": self.last_step,
             "seed": self.seed,
             "curve": [asdict(p) for p in self.curve],
             "eval_times_ms": dict(self.eval_times_ms),
@@ -347,12 +358,8 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
     else:
         bytes_total = sizes[-1][1] if sizes else None
 
-    if stop is not None:
-        train_time_ms, stop_step = stop
-    elif last_step_time is not None:
-        train_time_ms, stop_step = last_step_time
-    else:
-        train_time_ms = stop_step = None
+    train_time_ms, stop_step = stop if stop is not None else (None, None)
+    last_train_ms, last_step = last_step_time if last_step_time is not None else (None, None)
 
     eval_times = {c.label: c.eval_time_ms for c in candidates if c.eval_time_ms is not None}
 
@@ -367,6 +374,8 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
         bytes_code=bytes_code_compressed if bytes_code_compressed is not None else bytes_code,
         train_time_ms=train_time_ms,
         stop_step=stop_step,
+        last_step_train_time_ms=last_train_ms,
+        last_step=last_step,
         seed=seed if seed is not None else env_seed,
         curve=tuple(p for _, p in curve),
         eval_times_ms=eval_times,
@@ -380,6 +389,36 @@ def parse_log_file(
     """Read ``path`` (undecodable bytes replaced) and :func:`parse_log` it."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
         return parse_log(fh.read(), metric_labels)
+
+
+def companion_values(path: str | os.PathLike, parsed: ParsedLog) -> tuple[ParsedLog, dict[str, str]]:
+    """Fill a log's missing artifact size and train time from its seed's training log.
+
+    Some records keep an evaluation-only log (e.g. a TTT re-run in a subfolder) beside the
+    training log of the same seed; the size and train time live in the latter. Looks for
+    other logs with the same file-name seed in the same folder and the one above it.
+    Returns the filled result and, per filled field, the companion's path.
+    """
+    if parsed.bytes_total is not None and parsed.train_time_ms is not None:
+        return parsed, {}
+    path = Path(path)
+    seed = seed_from_filename(path.name)
+    if seed is None:
+        return parsed, {}
+    found: dict[str, str] = {}
+    changes: dict[str, int] = {}
+    for folder in (path.parent, path.parent.parent):
+        for other in sorted(folder.glob("*")):
+            if other == path or other.suffix not in (".log", ".txt") or seed_from_filename(other.name) != seed:
+                continue
+            theirs = parse_log_file(other)
+            for field_name in ("bytes_total", "train_time_ms"):
+                if getattr(parsed, field_name) is None and field_name not in changes:
+                    value = getattr(theirs, field_name)
+                    if value is not None:
+                        changes[field_name] = value
+                        found[field_name] = str(other)
+    return (replace(parsed, **changes) if changes else parsed), found
 
 
 def _fill_exact_eval_times(candidates: list[MetricLine]) -> list[MetricLine]:

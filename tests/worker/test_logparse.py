@@ -134,7 +134,8 @@ def test_truncated_log_falls_back_to_last_in_training_validation():
     assert p.eval_time_ms is None
     assert p.bytes_total is None and p.bytes_model is None and p.bytes_code is None
     # no stopping_early line: the last step line's train_time
-    assert (p.train_time_ms, p.stop_step) == (241415, 1200)
+    assert (p.train_time_ms, p.stop_step) == (None, None)  # no wallclock stop
+    assert (p.train_time_best_ms, p.last_step) == (241415, 1200)
     assert p.seed == 42  # seed=42 in the key=value dump
     assert p.candidates == ()
     assert p.eval_times_ms == {}
@@ -147,7 +148,8 @@ def test_nan_and_inf_values_parse():
     assert p.val_bpb == math.inf
     assert p.eval_time_ms == 1398
     assert p.bytes_total == 48846
-    assert (p.train_time_ms, p.stop_step) == (20080, 500)
+    assert (p.train_time_ms, p.stop_step) == (None, None)  # no wallclock stop
+    assert (p.train_time_best_ms, p.last_step) == (20080, 500)
     assert p.seed == 3
     assert math.isnan(p.curve[-1].val_bpb)
     assert p.curve[0].val_bpb == 4.1083
@@ -171,7 +173,8 @@ def test_pipe_total_submission_and_run_to_completion():
     assert (p.val_loss, p.val_bpb, p.metric_line_no) == (2.0784, 1.2353, 7)
     assert p.bytes_total == 15441941
     assert p.bytes_model is None  # only "Serialized model <kind>:" counts
-    assert (p.train_time_ms, p.stop_step) == (96562184, 60000)
+    assert (p.train_time_ms, p.stop_step) == (None, None)  # no wallclock stop
+    assert (p.train_time_best_ms, p.last_step) == (96562184, 60000)
     assert p.seed == 5
 
 
@@ -273,3 +276,21 @@ def test_default_preference_orders_protocols():
     assert order("final_int6_sliding_window_exact") < order("final_int6_roundtrip_exact")
     assert order("final_int8_zlib_roundtrip_exact") < order("final_int8_zlib_roundtrip")
     assert "step_val_last" not in DEFAULT_METRIC_LABELS
+
+
+def test_eval_only_log_borrows_size_and_train_time_from_its_seeds_training_log(tmp_path):
+    from golfsweep.worker import companion_values, parse_log_file
+
+    (tmp_path / "train_seed42.log").write_text(
+        "seed:42\nstopping_early: wallclock_cap train_time:599556ms step:4971/20000\n"
+        "Total submission size int6+brotli: 15939508 bytes\n"
+        "quantized val_loss:2.80 val_bpb:1.0841 eval_time:7000ms\n")
+    (tmp_path / "train_seed7.log").write_text("Total submission size int6+brotli: 1 bytes\n")
+    (tmp_path / "ttt").mkdir()
+    ttt = tmp_path / "ttt" / "seed_42.log"
+    ttt.write_text("seed:42\nquantized_ttt_phased val_loss:2.79 val_bpb:1.0801 eval_time:366525ms\n")
+    parsed, borrowed = companion_values(ttt, parse_log_file(ttt))
+    assert parsed.val_bpb == 1.0801  # the score stays this log's own
+    assert (parsed.bytes_total, parsed.train_time_ms) == (15939508, 599556)
+    assert borrowed == {"bytes_total": str(tmp_path / "train_seed42.log"),
+                        "train_time_ms": str(tmp_path / "train_seed42.log")}

@@ -60,29 +60,37 @@ class SweepOutcome:
     best: dict[str, Any] | None
 
 
-def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes, str]:
-    """Create or reopen a sweep directory; refuse one that holds a different sweep or script."""
+def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[bytes, str]:
+    """Refuse a directory holding a different sweep or a changed script; writes nothing.
+
+    Returns the script's bytes and sha256, read once here.
+    """
     script_bytes = spec.script.read_bytes()
     sha = hashlib.sha256(script_bytes).hexdigest()
     if paths.root.exists() and not paths.root.is_dir():
         raise GolfsweepError(f"sweep directory: must be a directory, got file {str(paths.root)!r}")
-    had_store = paths.store.exists()
+    if not paths.store.exists():
+        return script_bytes, sha
+    with Store(paths.store, create=False) as store:
+        old_fp, old_sha = store.get_meta("fingerprint"), store.get_meta("script_sha256")
+        old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
+    fp = spec.fingerprint()
+    if old_fp is not None and old_fp != fp:
+        raise GolfsweepError(
+            f"sweep directory: {str(paths.root)!r} holds sweep {old_name!r} with a different spec "
+            f"(fingerprint {old_fp} != {fp}); use another --dir")
+    if old_sha is not None and old_sha != sha:
+        raise GolfsweepError(
+            f"sweep.script: {spec.script.name} changed since this sweep started "
+            f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or use another --dir")
+    return script_bytes, sha
+
+
+def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes, str]:
+    """Create or reopen a sweep directory (after ``check_sweep_dir``'s refusals)."""
+    script_bytes, sha = check_sweep_dir(spec, paths)
     store = Store(paths.store)
     fp = spec.fingerprint()
-    if had_store:
-        old_fp = store.get_meta("fingerprint")
-        if old_fp is not None and old_fp != fp:
-            old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
-            store.close()
-            raise GolfsweepError(
-                f"sweep directory: {str(paths.root)!r} holds sweep {old_name!r} with a different spec "
-                f"(fingerprint {old_fp} != {fp}); use another --dir")
-        old_sha = store.get_meta("script_sha256")
-        if old_sha is not None and old_sha != sha:
-            store.close()
-            raise GolfsweepError(
-                f"sweep.script: {spec.script.name} changed since this sweep started "
-                f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or use another --dir")
     store.set_meta("fingerprint", fp)
     store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
     store.set_meta("script_sha256", sha)
@@ -95,7 +103,10 @@ def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes,
 
 
 def open_study(spec: SweepSpec, paths: SweepPaths) -> optuna.Study:
+    """Create or load the sweep's Optuna study; a storage that cannot be opened is a user error."""
     url = spec.storage_url or paths.optuna_url
+    if spec.storage_url is None:
+        paths.root.mkdir(parents=True, exist_ok=True)
     sampler = make_sampler(spec)
     try:
         with warnings.catch_warnings():
@@ -117,8 +128,9 @@ class Driver:
         self.backend = backend
         self.progress = progress
         self.poll_seconds = poll_seconds
+        check_sweep_dir(spec, self.paths)
+        self.study = open_study(spec, self.paths)  # before writing anything: the storage may be bad
         self.store, self.script_bytes, self.script_sha = prepare_sweep_dir(spec, self.paths)
-        self.study = open_study(spec, self.paths)
         self.dists = distributions(spec)
         self.pending: deque[RunSpec] = deque()
         self.retries = 0

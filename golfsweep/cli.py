@@ -128,7 +128,12 @@ def _after_banner(banner: str, progress):
 def _print_plan(spec) -> None:
     from golfsweep.orchestrator import planned_runs
 
+    from golfsweep.search_spaces import describe_spec
+
     runs = planned_runs(spec)
+    typer.echo("resolved sweep (value, then where it came from):")
+    for line in describe_spec(spec):
+        typer.echo(f"  {line}")
     launcher = spec.launcher_command
     cmd = (f"torchrun --standalone --nproc_per_node={spec.nproc} {spec.script.name}" if launcher == "torchrun"
            else f"python {spec.script.name}")

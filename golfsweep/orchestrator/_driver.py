@@ -26,7 +26,7 @@ from golfsweep.errors import GolfsweepError
 from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_frame
-from golfsweep.search_spaces import SweepSpec, config_env, distributions, make_sampler, mask_env
+from golfsweep.search_spaces import SweepSpec, config_env, describe_spec, distributions, make_sampler, mask_env
 from golfsweep.worker import RunResult, RunSpec, RunState
 
 #: Optuna constraint names (value ≤ 0 is feasible): how far each limit is exceeded.
@@ -141,6 +141,8 @@ class Driver:
     def run(self) -> SweepOutcome:
         self._log(f"driver start: sweep {self.spec.name!r}, {self.spec.trials} trials x "
                   f"{len(self.spec.seeds)} seeds, script sha256 {self.script_sha[:12]}")
+        for line in describe_spec(self.spec):
+            self._log(f"spec: {line}")
         self._recover()
         try:
             while True:

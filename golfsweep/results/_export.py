@@ -56,10 +56,14 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
             reasons.append(f"seed {seed}: log {str(log)!r} is missing")
+    audit = _static_audit(script_bytes)
+    if audit["verdict"] == "flagged":
+        first = audit["findings"][0] if audit["findings"] else {}
+        reasons.append(f"compliance audit flagged {SCRIPT_NAME}"
+                       + (f" ({first.get('rule')} at line {first.get('line')})" if first else ""))
     if reasons and not non_record:
         raise GolfsweepError(f"--trial: trial {t} is not a valid record: {'; '.join(reasons)} "
                              f"(use --non-record to export it as a non-record submission)")
-    audit = _static_audit(script_bytes)
     sub = _submission(data, t, params, runs, checks, audit, sha, len(script_bytes),
                       non_record=bool(reasons) or non_record, reasons=reasons, name=name, author=author)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,13 +105,10 @@ def _verified_script(data: SweepData) -> tuple[bytes, str]:
 
 
 def _static_audit(script_bytes: bytes) -> dict[str, Any]:
-    from golfsweep.audit import audit_file
+    """Audit the exact bytes being exported, under the name they will have."""
+    from golfsweep.audit import audit_source
 
-    # Audit the bytes being exported, under the name they will have.
-    with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as d:
-        p = Path(d) / SCRIPT_NAME
-        p.write_bytes(script_bytes)
-        return audit_file(p).to_dict()
+    return audit_source(script_bytes.decode("utf-8", errors="replace"), path=SCRIPT_NAME).to_dict()
 
 
 def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[int, RunRecord],

@@ -20,6 +20,7 @@ from golfsweep.search_spaces._spec import (
     SamplerName,
     SamplerSpec,
     SweepSpec,
+    describe_spec,
     is_secret_name,
     load_spec,
     mask_env,
@@ -28,7 +29,7 @@ from golfsweep.search_spaces._spec import (
 
 __all__ = [
     "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
-    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "config_env",
+    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "config_env", "describe_spec",
     "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
     "spec_from_dict",
 ]

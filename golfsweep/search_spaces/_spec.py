@@ -138,6 +138,7 @@ class SweepSpec:
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     storage_url: str | None = None
     source: Path | None = None
+    explicit: frozenset[str] = frozenset()  # dotted keys the sweep file set; the rest are defaults
 
     @property
     def launcher_command(self) -> str:
@@ -154,6 +155,7 @@ class SweepSpec:
     def to_dict(self, *, mask_secrets: bool = True) -> dict[str, Any]:
         """A JSON-ready form; secret-looking env values are masked unless told otherwise."""
         d = dataclasses.asdict(self)
+        d.pop("explicit")
         d["script"] = str(self.script)
         d["source"] = str(self.source) if self.source else None
         d["env"] = mask_env(self.env) if mask_secrets else dict(self.env)
@@ -294,7 +296,35 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
         check_paths=tuple(check_paths), max_system_retries=sys_retries,
         max_script_retries=script_retries, env=env, space=space, limits=limits, sampler=sampler,
         storage_url=storage_url, source=source,
+        explicit=frozenset(f"{table}.{key}" for table in ("sweep", "limits", "sampler", "storage")
+                           for key in (data.get(table) or {})),
     )
+
+
+def describe_spec(spec: SweepSpec) -> list[str]:
+    """The resolved sweep, one ``key = value (origin)`` line each: what runs, and why."""
+    def origin(key: str) -> str:
+        return "sweep file" if key in spec.explicit else "default"
+
+    d = spec.to_dict(mask_secrets=True)
+    lines = [f"sweep.{k} = {d[k]!r} ({origin('sweep.' + k)})" for k in
+             ("name", "script", "seeds", "trials", "gpus_per_run", "cpus_per_run", "nproc", "launcher",
+              "metric", "direction", "metric_labels", "artifact_glob", "check_paths", "max_system_retries",
+              "max_script_retries")]
+    lines += [f"env.{k} = {v!r} (sweep file)" for k, v in sorted(d["env"].items())]
+    for p in spec.space:
+        where = f"builtin {p.builtin!r}, overrides from sweep file" if p.builtin else "sweep file"
+        if p.type is ParamType.CATEGORICAL:
+            lines.append(f"space.{p.name} -> {p.env}: categorical {list(p.choices)!r} ({where})")
+        else:
+            scale = ", log" if p.log else ""
+            step = f", step {p.step}" if p.step else ""
+            lines.append(f"space.{p.name} -> {p.env}: {p.type.value} [{p.low}, {p.high}]{scale}{step} ({where})")
+    lines += [f"limits.{k} = {v!r} ({origin('limits.' + k)})" for k, v in d["limits"].items()]
+    lines += [f"sampler.{k} = {v!r} ({origin('sampler.' + k)})" for k, v in d["sampler"].items()]
+    lines.append(f"storage.url = {spec.storage_url or 'sqlite:///<sweep dir>/optuna.db'!r} "
+                 f"({origin('storage.url')})")
+    return lines
 
 
 def _validate_env(v: _Validator, env: Mapping[str, Any]) -> dict[str, str]:

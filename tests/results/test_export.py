@@ -173,3 +173,15 @@ def test_cli_export(sweep_dir, tmp_path):
                                    "--author", "me"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "submission.json").read_text())["author"] == "me"
+
+
+def test_export_refuses_a_script_the_audit_flags_unless_non_record(tmp_path):
+    script = b"import urllib.request\nurllib.request.urlopen('http://example.com/val.bin')\n"
+    root = sweeps.store_sweep(tmp_path / "sweep", {0: {"params": {"KNOB_X": 1.0}, "runs": {
+        s: {"val_bpb": 1.2, "val_loss": 2.0} for s in (1, 2, 3)}}}, script=script)
+    with pytest.raises(GolfsweepError, match=r"compliance audit flagged train_gpt.py \(network at line"):
+        export_record(root, 0, tmp_path / "rec")
+    assert not (tmp_path / "rec").exists()
+    out = export_record(root, 0, tmp_path / "rec", non_record=True)
+    sub = json.loads((out / "submission.json").read_text())
+    assert sub["non_record"] is True and any("audit flagged" in r for r in sub["non_record_reasons"])

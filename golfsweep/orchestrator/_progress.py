@@ -42,7 +42,8 @@ def _best_text(snap: Snapshot) -> str:
         return "best: -"
     b = snap.best
     std = f" ± {b['std']:.4f}" if b.get("std") is not None else ""
-    return f"best: {b['objective']:.5f}{std} (trial {b['trial']}, {b['params']})"
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items())
+    return f"best: {b['objective']:.5f}{std} (trial {b['trial']}: {params})"
 
 
 def _line(snap: Snapshot) -> str:

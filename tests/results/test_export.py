@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -19,11 +18,9 @@ from golfsweep.results import (
     runtime_checks_for,
     summary_frame,
 )
+from tests.fixtures.records import sweeps
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "records"
-_spec = importlib.util.spec_from_file_location("records_sweeps", RECORDS / "sweeps.py")
-sweeps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweeps)
 
 # Trials (grid order): 0 KNOB_X=1 small, 1 KNOB_X=1 over the byte limit, 2 KNOB_X=3 small, 3 KNOB_X=3 over.
 GRID = """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from html.parser import HTMLParser
@@ -12,11 +11,9 @@ import pytest
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.results import load_sweep, render_report, write_report
+from tests.fixtures.records import sweeps
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "records"
-_spec = importlib.util.spec_from_file_location("records_sweeps", RECORDS / "sweeps.py")
-sweeps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweeps)
 
 CHROMIUM = "/usr/bin/chromium"
 GRID = """

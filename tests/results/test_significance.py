@@ -9,7 +9,6 @@ record whose README states a one-sample t-test against "baseline − 0.005"), an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -26,11 +25,9 @@ from golfsweep.results import (
     significance,
     significance_of,
 )
+from tests.fixtures.records import sweeps
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "records"
-_spec = importlib.util.spec_from_file_location("records_sweeps", RECORDS / "sweeps.py")
-sweeps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweeps)
 
 
 def _mean(xs):

@@ -12,6 +12,7 @@ from golfsweep.results import Store, load_sweep
 from golfsweep.search_spaces import load_spec
 from golfsweep.worker import RunState
 from tests.orchestrator._sweeps import write_spec
+from tests.procs import is_alive
 
 pytestmark = pytest.mark.cluster
 ray = pytest.importorskip("ray")
@@ -63,7 +64,9 @@ def test_node_loss_requeues_the_run_elsewhere_exactly_once(tmp_path, cluster):
     nodes = [cluster.add_node(num_cpus=1, num_gpus=8) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1, 2, 3), gpus_per_run=8, env={"SLEEP": "4"}))
+    pid_dir = tmp_path / "pids"
+    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1, 2, 3), gpus_per_run=8,
+                                env={"SLEEP": "4", "PID_DIR": str(pid_dir)}))
     backend = RayBackend(gpus_per_run=8, cpus_per_run=1, address=cluster.address)
     driver = Driver(spec, tmp_path / "out", backend, poll_seconds=0.1)
     killed = {}
@@ -71,12 +74,11 @@ def test_node_loss_requeues_the_run_elsewhere_exactly_once(tmp_path, cluster):
     def kill_a_busy_node():
         store = Store(tmp_path / "out" / "golfsweep.db")
         deadline = time.time() + 60
-        while time.time() < deadline:
-            busy = [r for r in store.runs() if r.state is RunState.RUNNING]
-            if len(busy) == 2:
+        while time.time() < deadline:  # both first runs are inside the trainer (each wrote its pid)
+            if pid_dir.is_dir() and len(list(pid_dir.iterdir())) >= 2:
                 break
-            time.sleep(0.2)
-        time.sleep(2.0)  # both runs are inside the trainer now
+            time.sleep(0.1)
+        time.sleep(0.5)
         victim = nodes[0]
         killed["node"] = victim.node_id
         killed["at"] = time.time()
@@ -103,6 +105,8 @@ def test_node_loss_requeues_the_run_elsewhere_exactly_once(tmp_path, cluster):
     assert len(lost) == 1 and "system failure" in lost[0]["reason"]
     retried = [r for r in runs if r.attempt == 2]
     assert len(retried) == 1 and retried[0].node_id == nodes[1].node_id
+    # the trainer on the dead node died with it: no orphans
+    assert not [p for p in pid_dir.iterdir() if is_alive(int(p.name))]
     detect = killed["detected"] - killed["at"]
     print(f"\nnode loss: detected and re-queued {detect:.1f}s after the kill")
     assert detect < 60

@@ -11,6 +11,7 @@ import pytest
 
 from golfsweep.limits import Limits
 from golfsweep.worker import RunSpec, RunState, descendants, execute_run
+from tests.procs import is_alive
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_train.py"
 
@@ -20,17 +21,6 @@ def _spec(tmp_path, env=None, **kw) -> RunSpec:
     return RunSpec(sweep="t", trial=0, seed=kw.pop("seed", 1), params={}, env=dict(env or {}),
                    script_name="train_gpt.py", script_bytes=data, script_sha256=hashlib.sha256(data).hexdigest(),
                    **kw)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # zombies are dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_complete_run_reports_metrics_and_artifact_measured_on_disk(tmp_path):
@@ -66,10 +56,16 @@ def test_timeout_kills_the_whole_torchrun_tree(tmp_path):
     pids = [int(p.name) for p in pid_dir.iterdir()]
     assert len(pids) == 2  # both ranks had started
     time.sleep(0.5)
-    assert not [p for p in pids if _alive(p)], "orphan trainer processes survived the kill"
-    assert not descendants(os.getpid()) - {os.getpid()} or all(
-        "fake_train" not in Path(f"/proc/{p}/cmdline").read_text() for p in descendants(os.getpid())
-        if Path(f"/proc/{p}/cmdline").exists())
+    assert not [p for p in pids if is_alive(p)], "orphan trainer processes survived the kill"
+    def cmdline(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return ""
+
+    leftovers = [p for p in descendants(os.getpid()) if is_alive(p)
+                 and ("torch.distributed.run" in cmdline(p) or "train_gpt.py" in cmdline(p))]
+    assert not leftovers, f"torchrun or trainer processes left behind: {leftovers}"
 
 
 def test_node_is_free_after_a_hung_run(tmp_path):

@@ -136,6 +136,7 @@ class Driver:
         self.retries = 0
         self.started = time.time()
         self._trials: dict[int, optuna.trial.Trial] = {}
+        self._last_report = 0.0
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> SweepOutcome:
@@ -146,12 +147,15 @@ class Driver:
         self._recover()
         try:
             while True:
-                self._fill()
+                submitted = self._fill()
                 if not self.pending and self.backend.in_flight() == 0 and not self._can_ask():
                     break
-                for run, result in self.backend.poll(self.poll_seconds):
+                results = self.backend.poll(self.poll_seconds)
+                for run, result in results:
                     self._handle(run, result)
-                self._report()
+                # The display reads the store: refresh on change, and now and then for the clock.
+                if submitted or results or time.time() - self._last_report > 5:
+                    self._report()
         except KeyboardInterrupt:
             self._log("driver interrupted: runs in flight will be re-run by `golfsweep resume`")
             raise
@@ -168,14 +172,18 @@ class Driver:
     def _can_ask(self) -> bool:
         return len(self.study.trials) < self.spec.trials
 
-    def _fill(self) -> None:
+    def _fill(self) -> int:
+        """Submit runs while the cluster has room; returns how many were submitted."""
         cap = self.backend.capacity()
+        submitted = 0
         while self.backend.in_flight() < cap:
             if not self.pending:
                 if not self._can_ask():
-                    return
+                    break
                 self._ask()
             self._submit(self.pending.popleft())
+            submitted += 1
+        return submitted
 
     def _ask(self) -> None:
         trial = self.study.ask(self.dists)
@@ -285,7 +293,7 @@ class Driver:
                     retry = (rec.state.is_system_failure() and rec.attempt <= self.spec.max_system_retries)
                     if not retry:
                         continue
-                attempt = (rec.attempt + 1) if rec is not None and rec.state is not RunState.QUEUED else 1
+                attempt = rec.attempt + 1 if rec is not None else 1
                 self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
                 requeued += 1
             if requeued:
@@ -303,6 +311,7 @@ class Driver:
                 "std": None if row["std_val_bpb"] is None or _nan(row["std_val_bpb"]) else float(row["std_val_bpb"])}
 
     def _report(self) -> None:
+        self._last_report = time.time()
         if self.progress is None:
             return
         runs = self.store.runs()

@@ -22,15 +22,7 @@ from tests.fixtures.records import sweeps
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "records"
 
-# Trials (grid order): 0 KNOB_X=1 small, 1 KNOB_X=1 over the byte limit, 2 KNOB_X=3 small, 3 KNOB_X=3 over.
-GRID = """
-[space.KNOB_X]
-type = "categorical"
-choices = [1.0, 3.0]
-[space.ARTIFACT_BYTES]
-type = "categorical"
-choices = [15000000, 16500000]
-"""
+GRID = sweeps.SIZE_GRID
 
 
 @pytest.fixture(scope="module")

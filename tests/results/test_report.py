@@ -16,14 +16,7 @@ from tests.fixtures.records import sweeps
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "records"
 
 CHROMIUM = "/usr/bin/chromium"
-GRID = """
-[space.KNOB_X]
-type = "categorical"
-choices = [1.0, 3.0]
-[space.ARTIFACT_BYTES]
-type = "categorical"
-choices = [15000000, 16500000]
-"""
+GRID = sweeps.SIZE_GRID
 
 
 class _Dom(HTMLParser):

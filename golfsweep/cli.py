@@ -26,7 +26,9 @@ def _echo_err(msg: str) -> None:
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and exit code 1."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's ``typer.Exit(n)`` comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except GolfsweepError as exc:
         _echo_err(str(exc))
         sys.exit(1)
@@ -236,34 +238,86 @@ def data_demo(
 
 # --------------------------------------------------------------------------- records
 
-@app.command()
+AUDIT_EXIT_HELP = (
+    "Static compliance audit of a training script: score-first TTT (no update on unscored validation tokens, "
+    "no rescoring after adaptation), no quantization calibration on validation data, no training data read "
+    "during evaluation, no network access. Nothing in the script is run: wrapped code (`exec` of compressed "
+    "literals, `exec(open(sibling).read())`) is decoded and read.\n\n"
+    "Configuration branches are decided by the script's own env defaults, or by `--env KEY=VALUE` and the "
+    "runs of `--sweep DIR`; network and training-data access are also checked behind switches the defaults "
+    "turn off.\n\n"
+    "Exit status: 0 clean, 1 flagged, 2 unknown (part of the script could not be analysed), 3 the audit "
+    "could not run (a missing, empty, binary or non-Python file; a bad --env or --sweep). With --sweep: the "
+    "worst verdict over the sweep's configurations."
+)
+
+
+@app.command(help=AUDIT_EXIT_HELP)
 def audit(
     script: Annotated[Path, typer.Argument(help="A train_gpt.py to audit.")],
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
-    sweep: Annotated[Optional[Path], typer.Option(help="Also check a sweep's runtime rules.")] = None,
-    trial: Annotated[Optional[int], typer.Option(help="Trial for the runtime checks (default: best).")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE the script reads from its "
+                                                      "environment (repeatable).")] = None,
+    sweep: Annotated[Optional[Path], typer.Option(help="Audit under each configuration this sweep ran (its "
+                                                  "fixed env plus each trial's), and check its runtime rules.")] = None,
+    trial: Annotated[Optional[int], typer.Option(help="With --sweep: only this trial (runtime checks: default "
+                                                 "best).")] = None,
 ) -> None:
-    """Static compliance audit (score-first TTT, no val calibration, no network) and runtime rules."""
-    from golfsweep.audit import audit_file
+    from golfsweep.audit import Verdict, audit_file
 
-    if not script.is_file():
-        raise GolfsweepError(f"SCRIPT: must be a readable file, got {str(script)!r}")
-    report = audit_file(script).to_dict()
-    if sweep is not None:
-        from golfsweep.results import runtime_checks_for
+    try:  # anything that stops the audit from running is exit 3, never a verdict
+        pinned = _env_options(env or [])
+        configs: list[tuple[str, dict[str, str]]] = [("", pinned)]
+        runtime = None
+        if sweep is not None:
+            from golfsweep.results import runtime_checks_for, sweep_configs
 
-        report["runtime"] = runtime_checks_for(sweep, trial)
+            configs = [(f"trial {t}", {**cfg, **pinned}) for t, cfg in sweep_configs(sweep, trial).items()]
+            runtime = runtime_checks_for(sweep, trial)
+        reports = [(label, audit_file(script, env=cfg)) for label, cfg in configs]
+    except GolfsweepError as exc:
+        _echo_err(str(exc))
+        raise typer.Exit(3) from None
+    verdict = Verdict.worst([r.verdict for _, r in reports])
     if json_out:
-        typer.echo(json.dumps(report, indent=2))
+        out = reports[0][1].to_dict() if len(reports) == 1 and sweep is None else {
+            "path": str(script), "verdict": verdict.value,
+            "configurations": [{"label": label, **r.to_dict()} for label, r in reports]}
+        if runtime is not None:
+            out["runtime"] = runtime
+        typer.echo(json.dumps(out, indent=2))
     else:
-        for f in report["findings"]:
-            typer.echo(f"{script}:{f['line']}: [{f['severity']}] {f['rule']}: {f['message']}")
-        for n in report.get("notes", []):
-            typer.echo(f"note: {n}")
-        for c in report.get("runtime", {}).get("checks", []):
+        seen: set[tuple] = set()
+        for label, r in reports:
+            head = f"[{label}] " if label else ""
+            for f in r.findings:
+                key = (f.source, f.line, f.rule, f.message)
+                if key in seen:
+                    continue
+                seen.add(key)
+                where = f"{script} ({f.source})" if f.source else str(script)
+                typer.echo(f"{head}{where}:{f.line}: [{f.severity.value}] {f.rule.value}: {f.message}")
+            for n in r.notes:
+                if ("note", n) not in seen:
+                    seen.add(("note", n))
+                    typer.echo(f"{head}note: {n}")
+            if label:
+                typer.echo(f"[{label}] verdict: {r.verdict.value}")
+        for c in (runtime or {}).get("checks", []):
             typer.echo(f"runtime {c['rule']}: {'ok' if c['ok'] else 'FAIL'}: {c['message']}")
-        typer.echo(f"verdict: {report['verdict']}")
+        typer.echo(f"verdict: {verdict.value}")
+    raise typer.Exit(verdict.exit_code)
 
+
+def _env_options(items: list[str]) -> dict[str, str]:
+    """``--env KEY=VALUE`` options as a dict; a malformed one is a one-line error naming it."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise GolfsweepError(f"--env: must be KEY=VALUE with KEY a variable name, got {item!r}")
+        out[key] = value
+    return out
 
 
 @app.command()

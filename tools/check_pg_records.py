@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for path, exp, got in seed_attr[2]:
         print(f"      {path}: expected {exp!r}, got {got!r}")
+    # Informational: where the parser says it is unsure (does not change the exit status).
+    warned = [(run["path"], w) for _, run, _ in runs for w in cache[args.root / run["path"]].warnings]
+    print(f"== parser warnings: {len({p for p, _ in warned})}/{len(runs)} runs (informational)")
+    for path, w in warned:
+        print(f"      {path}: {w}")
     for key, run, _ in runs:
         if run["seed"] != run["seed_in_log"]:
             print(

@@ -4,6 +4,10 @@ A trial is one config; it is told to Optuna only when every seed has finished, w
 over seeds when all completed, as FAIL when any seed failed (failures are never averaged away).
 The store is written before Optuna is told, so a driver killed at any point resumes from the
 store: completed runs are kept, runs that were in flight are run again.
+
+Secrets: workers redact a run's output before it is written (``golfsweep.redact``); the driver
+redacts each result again, with the sweep env and its own environment, before anything of it
+reaches the sweep directory (train.log, result.json, the store, Optuna, driver.log).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from collections import deque
@@ -25,6 +30,7 @@ import optuna
 from golfsweep.errors import GolfsweepError
 from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.paths import SweepPaths, atomic_write
+from golfsweep.redact import MIN_SECRET_LENGTH, REDACTED_META, Redactor
 from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_frame
 from golfsweep.search_spaces import SweepSpec, config_env, describe_spec, distributions, make_sampler, mask_env
 from golfsweep.worker import RunResult, RunSpec, RunState
@@ -95,6 +101,8 @@ def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes,
     store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
     store.set_meta("script_sha256", sha)
     store.set_meta("script_name", spec.script.name)
+    if store.get_meta(REDACTED_META) is None and not store.runs():  # a resumed older sweep stays unmarked
+        store.set_meta(REDACTED_META, "1")
     atomic_write(paths.spec_json, json.dumps({"fingerprint": fp, "spec": spec.to_dict(mask_secrets=True)},
                                              indent=2, sort_keys=True))
     if not paths.script(spec.script.name).exists():
@@ -128,6 +136,7 @@ class Driver:
         self.backend = backend
         self.progress = progress
         self.poll_seconds = poll_seconds
+        self.redactor = Redactor({**os.environ, **spec.env})
         check_sweep_dir(spec, self.paths)
         self.study = open_study(spec, self.paths)  # before writing anything: the storage may be bad
         self.store, self.script_bytes, self.script_sha = prepare_sweep_dir(spec, self.paths)
@@ -144,6 +153,9 @@ class Driver:
                   f"{len(self.spec.seeds)} seeds, script sha256 {self.script_sha[:12]}")
         for line in describe_spec(self.spec):
             self._log(f"spec: {line}")
+        for name in Redactor(self.spec.env).short_names:
+            self._log(f"note: env.{name} is shorter than {MIN_SECRET_LENGTH} characters: run output shows it as "
+                      f"*** only where it follows its name ({name}=...), not everywhere")
         self._recover()
         try:
             while True:
@@ -213,6 +225,7 @@ class Driver:
 
     # ------------------------------------------------------------------ results
     def _handle(self, run: RunSpec, res: RunResult) -> None:
+        res = res.redacted(self.redactor)  # the worker redacted already; older or foreign workers may not
         log_path = None
         if res.log_text:
             log_path = self.paths.run_log(run.trial, run.seed)
@@ -324,6 +337,7 @@ class Driver:
                                retries=self.retries, best=self._best(), elapsed=time.time() - self.started))
 
     def _log(self, msg: str) -> None:
+        msg = self.redactor.redact(msg)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.paths.driver_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.paths.driver_log, "a", encoding="utf-8") as f:

@@ -11,7 +11,7 @@ from golfsweep.results._significance import (
     significance,
     significance_of,
 )
-from golfsweep.results._runtime import pick_trial, runtime_checks, runtime_checks_for
+from golfsweep.results._runtime import pick_trial, runtime_checks, runtime_checks_for, sweep_configs, trial_env
 from golfsweep.results._status import format_status
 from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialState
 from golfsweep.results._table import (
@@ -30,4 +30,6 @@ __all__ = [
     "Baseline", "BaselineRun", "Significance", "format_significance", "load_baseline", "significance",
     "significance_of", "render_report", "write_report", "export_record", "pick_trial", "runtime_checks",
     "runtime_checks_for",
+    "sweep_configs",
+    "trial_env",
 ]

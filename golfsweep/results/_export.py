@@ -3,6 +3,10 @@
 The folder holds ``submission.json``, ``train_seed<SEED>.log`` per seed, the exact script that ran
 (``train_gpt.py``, byte-identical to what the runs received) and a ``README.md``. It is built in a
 temporary sibling folder and renamed into place, so a failed export leaves nothing behind.
+
+The folder is meant to be published, so no secret value may reach it. Runs are redacted when
+their output is written (``golfsweep.redact``); export redacts again what it writes (a sweep
+directory may predate that, or come from elsewhere) — see ``export_record``.
 """
 
 from __future__ import annotations
@@ -16,26 +20,38 @@ import tempfile
 import types
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
+from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_name
 from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks
 from golfsweep.results._store import RunRecord, Store
 from golfsweep.results._table import SweepData, load_sweep
 from golfsweep.worker import RunState
 
 SCRIPT_NAME = "train_gpt.py"
-SECRET_MASK = "***"  # what the stored spec shows for a secret env value (search_spaces.SECRET_MASK)
 
 
 def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_record: bool = False,
-                  name: str | None = None, author: str | None = None) -> Path:
+                  name: str | None = None, author: str | None = None,
+                  secret_env: Mapping[str, str] | None = None) -> Path:
     """Write the records folder ``out`` for ``trial`` and return its path.
 
     Refuses an existing ``out``, a script whose bytes no longer match the sweep's recorded sha256,
     and — unless ``non_record`` — a trial with failed or missing seeds or one that breaks a limit.
+
+    Secrets: the sweep directory keeps no secret value (spec.json and the store show ``***``), so
+    export masks what it can know: the secret values (``golfsweep.redact``) of this process's
+    environment and of ``secret_env`` (e.g. the sweep file's ``[env]``), and any value assigned to
+    a secret name (``HF_TOKEN=…``) whatever it is. Logs, submission.json and README.md are redacted
+    with that; the script is exported byte for byte, so one holding such a value is refused. A
+    sweep directory written before runs were redacted (no ``secrets_redacted`` mark in its store)
+    is refused while a secret of its sweep env has no known value to mask.
     """
+    known = {**os.environ, **dict(secret_env or {})}
+    redactor = Redactor(known)
     data = load_sweep(sweep_dir)
     if trial is None:
         raise GolfsweepError("--trial: is required, got nothing")
@@ -44,6 +60,11 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
     if out.exists() or out.is_symlink():
         raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
     script_bytes, sha = _verified_script(data)
+    _check_unredacted(data, known)
+    held = redactor.names_in(script_bytes)
+    if held:
+        raise GolfsweepError(f"script: must not hold the value of a secret environment variable (it is exported "
+                             f"byte for byte), got {SCRIPT_NAME} holding the value of {', '.join(held)}")
     runs = {r.seed: r for r in data.runs if r.trial == t}
     params = next(tr.params for tr in data.trials if tr.trial == t)
     checks = runtime_checks(data, t)
@@ -70,10 +91,11 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         (tmp / SCRIPT_NAME).write_bytes(script_bytes)
-        for seed, log in logs.items():
-            shutil.copyfile(log, tmp / f"train_seed{seed}.log")
-        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(_readme(data, sub, params, logs), encoding="utf-8")
+        for seed, log in logs.items():  # byte for byte unless there is something to mask
+            (tmp / f"train_seed{seed}.log").write_bytes(redactor.redact_bytes(log.read_bytes()))
+        (tmp / "submission.json").write_text(json.dumps(_redact_json(sub, redactor), indent=2) + "\n",
+                                             encoding="utf-8")
+        (tmp / "README.md").write_text(redactor.redact(_readme(data, sub, params, logs)), encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():
             raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
@@ -82,6 +104,30 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _check_unredacted(data: SweepData, known: Mapping[str, str]) -> None:
+    """Refuse an older, unredacted sweep directory whose sweep-file secrets export cannot mask."""
+    with Store(data.paths.store, create=False) as store:
+        if store.get_meta(REDACTED_META) is not None:
+            return
+    missing = sorted(k for k in data.spec.get("env", {}) if is_secret_name(k) and not known.get(k))
+    if missing:
+        raise GolfsweepError(
+            f"sweep directory: its logs were written before golfsweep masked secret values, and export does not "
+            f"know the value of {', '.join(missing)} to mask it; set it in the environment of the export "
+            f"(`{missing[0]}=... golfsweep export ...`), got {str(data.paths.root)!r}")
+
+
+def _redact_json(obj: Any, redactor: Redactor) -> Any:
+    """``obj`` with every string in it (keys too) redacted; numbers and the structure untouched."""
+    if isinstance(obj, str):
+        return redactor.redact(obj)
+    if isinstance(obj, dict):
+        return {redactor.redact(k) if isinstance(k, str) else k: _redact_json(v, redactor) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_json(v, redactor) for v in obj]
+    return obj
 
 
 def _verified_script(data: SweepData) -> tuple[bytes, str]:

@@ -6,18 +6,20 @@ test can find every element by its id or ``data-kind``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import html
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.paths import atomic_write
+from golfsweep.redact import Redactor
 from golfsweep.results._store import RunRecord
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
 from golfsweep.worker import RunState
@@ -48,19 +50,36 @@ background:var(--c);vertical-align:-1px}.failures{font-size:12px}.note{color:#66
 """
 
 
-def write_report(sweep_dir: str | Path, out: str | Path) -> Path:
-    """Write the HTML report of a sweep directory to ``out`` and return its path."""
+def write_report(sweep_dir: str | Path, out: str | Path, *, secret_env: Mapping[str, str] | None = None) -> Path:
+    """Write the HTML report of a sweep directory to ``out`` and return its path.
+
+    Secrets are masked as in ``render_report``, with the values of ``secret_env`` too.
+    """
     data = load_sweep(sweep_dir)
     out = Path(out)
     if out.exists() and out.is_dir():
         raise GolfsweepError(f"--out: must be a file path, got directory {str(out)!r}")
-    atomic_write(out, render_report(data))
+    redactor = Redactor({**os.environ, **dict(secret_env or {})})
+    atomic_write(out, render_report(data, redactor=redactor))
     os.chmod(out, 0o644)  # the temp file behind atomic_write is private; a report is meant to be shared
     return out
 
 
-def render_report(data: SweepData) -> str:
-    """The report as one HTML string."""
+def render_report(data: SweepData, *, redactor: Redactor | None = None) -> str:
+    """The report as one HTML string.
+
+    Secrets (defence in depth: runs are redacted when written, see ``golfsweep.redact``): the runs'
+    free text (failure reasons) is redacted before it is escaped, and the whole page after, with
+    ``redactor`` (default: the secret values of this process's environment, and any value assigned
+    to a secret name).
+    """
+    redactor = redactor if redactor is not None else Redactor(dict(os.environ))
+    data = dataclasses.replace(data, runs=[r if r.reason is None else dataclasses.replace(
+        r, reason=redactor.redact(r.reason)) for r in data.runs])
+    return redactor.redact(_render(data))
+
+
+def _render(data: SweepData) -> str:
     df = summary_frame(data)
     configs = [] if df.empty else [row for _, row in df.iterrows()]
     runs_by_trial: dict[int, list[RunRecord]] = {}

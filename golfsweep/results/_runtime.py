@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,29 @@ def runtime_checks_for(sweep_dir: str | Path, trial: int | None = None) -> dict[
         "ok": all(c["ok"] for c in checks),
         "checks": checks,
     }
+
+
+def trial_env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:
+    """The environment a trial's runs received from the sweep: the fixed env (secrets as stored:
+    masked) and the config's parameters, without the per-run ``SEED``/``RUN_ID``."""
+    from golfsweep.search_spaces import config_env
+
+    space = types.SimpleNamespace(space=[types.SimpleNamespace(name=p["name"], env=p["env"])
+                                         for p in data.spec["space"]])
+    env = {str(k): str(v) for k, v in sorted(data.spec.get("env", {}).items())}
+    env.update(config_env(space, params))  # type: ignore[arg-type]
+    return env
+
+
+def sweep_configs(sweep_dir: str | Path, trial: int | None = None) -> dict[int, dict[str, str]]:
+    """Each trial's environment (or only ``trial``'s), for auditing a script as the sweep ran it."""
+    data = load_sweep(sweep_dir)
+    if trial is not None:
+        pick_trial(data, trial)  # a trial the sweep does not have is a one-line error
+    trials = [t for t in data.trials if trial is None or t.trial == trial]
+    if not trials:
+        raise GolfsweepError(f"--sweep: sweep {str(data.paths.root)!r} has no trials yet, got none")
+    return {t.trial: trial_env(data, t.params) for t in sorted(trials, key=lambda t: t.trial)}
 
 
 def _ranges(xs: list[int]) -> str:

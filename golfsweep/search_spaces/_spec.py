@@ -21,6 +21,8 @@ from typing import Any
 
 from golfsweep.errors import SpecError
 from golfsweep.limits import Limits
+# The secret-name rule lives with the redactor (golfsweep.redact); re-exported here for the spec's users.
+from golfsweep.redact import SECRET_MASK, is_secret_name, mask_env
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,11 +35,6 @@ RESERVED_ENV = frozenset(
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# Whole name components only: HF_TOKEN and WANDB_API_KEY are secrets, TOKENIZER_PATH and
-# TRAIN_BATCH_TOKENS are not.
-_SECRET_PARTS = frozenset({"TOKEN", "KEY", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD",
-                           "CREDENTIAL", "CREDENTIALS", "AUTH", "PRIVATE", "SIGNATURE", "COOKIE"})
-SECRET_MASK = "***"
 
 
 class ParamType(str, Enum):
@@ -180,16 +177,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(type(o).__name__)
-
-
-def is_secret_name(name: str) -> bool:
-    """True for names with a secret-looking component (``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``)."""
-    return any(part in _SECRET_PARTS for part in re.split(r"[_\W]+", name.upper()) if part)
-
-
-def mask_env(env: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``env`` with the values of secret-looking names replaced by ``***``."""
-    return {k: (SECRET_MASK if is_secret_name(k) else v) for k, v in env.items()}
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,6 +1,11 @@
 """Run one (config, seed) on this machine: preflight, subprocess, timeouts, parse, measure.
 
 Callable in-process without Ray; the orchestrator calls ``execute_run`` inside a Ray task.
+
+Secrets: the run's output is redacted line by line before it is written (``golfsweep.redact``:
+the secret values of the run's whole environment, node environment included, and any value
+assigned to a secret name), so no secret value touches the node's disk; everything else in the
+result that could hold one (reason, command) is redacted too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from golfsweep.redact import Redactor
 from golfsweep.worker._artifact import measure_artifact
 from golfsweep.worker._logparse import parse_log
 from golfsweep.worker._types import RunResult, RunSpec, RunState
@@ -76,9 +82,11 @@ def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str
     base = RunResult(trial=spec.trial, seed=spec.seed, attempt=spec.attempt, state=RunState.FAILED,
                      node_id=node, hostname=host, started_at=started)
 
+    env = run_env(spec)
+    redactor = Redactor(env)
     reason = preflight(spec, node)
     if reason:
-        return base.replace(reason=reason, ended_at=time.time())
+        return base.replace(reason=reason, ended_at=time.time()).redacted(redactor)
 
     workdir = run_workdir(spec, workdir_root)
     if workdir.exists():  # a fresh attempt never sees a previous attempt's artifact
@@ -89,17 +97,17 @@ def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str
     cmd = build_command(spec, script_path)
     log_path = workdir / LOG_NAME
 
-    outcome = _supervise(cmd, run_env(spec), workdir, log_path, spec.limits.run_timeout_seconds,
-                         spec.limits.stall_seconds)
+    outcome = _supervise(cmd, env, workdir, log_path, spec.limits.run_timeout_seconds,
+                         spec.limits.stall_seconds, redactor)
     ended = time.time()
-    log_text = log_path.read_text(encoding="utf-8", errors="replace")
+    log_text = log_path.read_text(encoding="utf-8", errors="replace")  # redacted as it was written
     tail = tuple(log_text.splitlines()[-TAIL_LINES:])
     base = base.replace(exit_code=outcome.exit_code, command=tuple(cmd), ended_at=ended, log_tail=tail,
                         log_text=log_text)
     if outcome.killed_for is not None:
         state, why = outcome.killed_for
-        return base.replace(state=state, reason=why)
-    return finish_from_log(spec, base, log_text, workdir)
+        return base.replace(state=state, reason=why).redacted(redactor, log=False)
+    return finish_from_log(spec, base, log_text, workdir).redacted(redactor, log=False)
 
 
 def finish_from_log(spec: RunSpec, base: RunResult, log_text: str, workdir: Path) -> RunResult:
@@ -112,7 +120,8 @@ def finish_from_log(spec: RunSpec, base: RunResult, log_text: str, workdir: Path
     if base.exit_code not in (0, None):
         return base.replace(reason=f"script exited with status {base.exit_code}")
     if parsed.val_bpb is None or parsed.metric_label == "step_val_last":
-        wanted = ", ".join(spec.metric_labels) if spec.metric_labels else "the default final labels"
+        wanted = ", ".join(spec.metric_labels) if spec.metric_labels else \
+            "an evaluation printed after the artifact was written"
         return base.replace(reason=f"no final metric line in the log (looked for {wanted})")
     if not (math.isfinite(parsed.val_bpb) and parsed.val_loss is not None and math.isfinite(parsed.val_loss)):
         return base.replace(reason=f"metric {parsed.metric_label} is not finite: val_loss={parsed.val_loss} "
@@ -143,14 +152,16 @@ class _Outcome:
 
 
 def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout: float,
-               stall: float) -> _Outcome:
-    """Start ``cmd`` in its own process group, stream its output, kill the tree on a limit."""
+               stall: float, redactor: Redactor | None = None) -> _Outcome:
+    """Start ``cmd`` in its own process group, stream its output (redacted line by line), kill the
+    tree on a limit."""
+    redactor = redactor if redactor is not None else Redactor(env)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 preexec_fn=_die_with_parent)
         last_output = [time.monotonic()]
-        pump = threading.Thread(target=_pump, args=(proc.stdout, log, last_output), daemon=True)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, last_output, redactor), daemon=True)
         pump.start()
         start = time.monotonic()
         killed_for = None
@@ -208,9 +219,10 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _pump(stream, log, last_output: list[float]) -> None:
+def _pump(stream, log, last_output: list[float], redactor: Redactor) -> None:
+    # Whole lines (a secret is never cut between two writes), redacted before they reach the disk.
     for chunk in iter(lambda: stream.readline(), b""):
-        log.write(chunk)
+        log.write(redactor.redact_bytes(chunk))
         log.flush()
         last_output[0] = time.monotonic()
 

@@ -7,75 +7,39 @@ Unix-epoch timestamp prefixes, the several artifact-size line styles, and logs t
 embed the training script's own source, whose f-string templates must never be
 mistaken for results).
 
-The chosen score is the *last* line, in file order, of the most preferred label that
-occurs in the log; when no labelled final metric is present, the last in-training
+The score is chosen by what the log's lines *do*, never by what a label is called:
+it is the last evaluation printed after the run's final artifact was produced
+(serialization, submission-size or budget lines; "loading the artifact" in
+evaluation-only runs).  See :func:`parse_log` for the details and for when the
+result carries ``warnings``.  Without such an evaluation, the last in-training
 validation line is used under the pseudo-label ``step_val_last``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 __all__ = [
-    "DEFAULT_METRIC_LABELS",
-    "STEP_VAL_LAST",
-    "companion_values",
-    "CurvePoint",
-    "MetricLine",
-    "ParsedLog",
-    "parse_log",
-    "parse_log_file",
-    "seed_from_filename",
+    "DEFAULT_METRIC_LABELS", "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "companion_values", "CurvePoint",
+    "MetricLine", "ParsedLog", "parse_log", "parse_log_file", "seed_from_filename",
 ]
 
 STEP_VAL_LAST = "step_val_last"
 
-# Most preferred first.  The order encodes what the challenge scores: the final
-# evaluation of the compressed artifact, with the strongest *legal* evaluation
-# protocol the run performed.  So: score-first test-time training (phased, then
-# single-phase, then the older LoRA variants) beats sliding-window evaluation, which
-# beats a plain round-trip evaluation; within one protocol the full-precision
-# ``_exact`` line beats its 4-decimal companion.  Pre-quantization and "diagnostic"
-# evaluations are not artifact scores and are deliberately absent, as are TTT
-# variants that do not identify themselves as score-first (e.g. ``final_int6_ttt``)
-# and progress summaries such as ``ttt_sliding:done``: they stay in ``candidates``
-# but are never chosen by default.
-DEFAULT_METRIC_LABELS: tuple[str, ...] = (
-    # score-first test-time training
-    "quantized_ttt_phased",
-    "quantized_ttt",
-    "legal_ttt_exact",
-    "legal_ttt",
-    "final_int8_ttt_lora",
-    "final_ttt_lora",
-    # sliding-window evaluation of the quantized artifact
-    "final_int6_sliding_window_exact",
-    "final_int6_sliding_window",
-    "quantized_sliding_window",
-    "final_sliding_window_eval_exact",
-    "final_sliding_window_eval",
-    "final_sliding_window_exact",
-    "final_sliding_window",
-    "final_sliding",
-    # plain round trip of the quantized artifact
-    "final_int6_roundtrip_exact",
-    "final_int6_roundtrip",
-    "final_int6_zstd_roundtrip_exact",
-    "final_int6_zstd_roundtrip",
-    "final_int8_zlib_roundtrip_exact",
-    "final_int8_zlib_roundtrip",
-    "final_INT7_zlib_roundtrip",
-    "quantized",
-    "diagnostic quantized",
-    "final_ternary_roundtrip",
-    "final_xnor_roundtrip",
-    "final_temped",
-    "final_roundtrip",
-)
+# The default preference list: empty.  The default choice follows the log's protocol
+# (see :func:`parse_log`), not a list of labels seen before; a sweep's own
+# ``metric_labels`` still force a label.  Kept because ``golfsweep.worker`` exports it.
+DEFAULT_METRIC_LABELS: tuple[str, ...] = ()
+
+# A later evaluation of the same artifact whose val_bpb is more than this factor above
+# the best one printed before it is a failed evaluation (e.g. a test-time-training pass
+# that destroyed the model), not the artifact's score: it is skipped with a warning.
+IMPLAUSIBLE_RATIO = 1.10
 
 
 @dataclass(frozen=True)
@@ -138,6 +102,10 @@ class ParsedLog:
     last_step: int | None = None
     eval_times_ms: dict[str, int] = field(default_factory=dict)
     candidates: tuple[MetricLine, ...] = ()
+    # When the choice is uncertain: why (each message names the lines involved), and
+    # the evaluations that could have been the score instead of the chosen one.
+    warnings: tuple[str, ...] = ()
+    alternatives: tuple[MetricLine, ...] = ()
 
     # ``ParsedLog.seed_from_filename(path)``: the seed a file name attributes to a
     # run, to compare with ``seed`` (the one the log declares).
@@ -150,23 +118,16 @@ class ParsedLog:
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``None`` stays ``None``."""
+        scalars = ("metric_label", "val_bpb", "val_loss", "metric_line_no", "eval_time_ms", "bytes_total",
+                   "bytes_model", "bytes_code", "train_time_ms", "stop_step", "last_step_train_time_ms",
+                   "last_step", "seed")
         return {
-            "metric_label": self.metric_label,
-            "val_bpb": self.val_bpb,
-            "val_loss": self.val_loss,
-            "metric_line_no": self.metric_line_no,
-            "eval_time_ms": self.eval_time_ms,
-            "bytes_total": self.bytes_total,
-            "bytes_model": self.bytes_model,
-            "bytes_code": self.bytes_code,
-            "train_time_ms": self.train_time_ms,
-            "stop_step": self.stop_step,
-            "last_step_train_time_ms": self.last_step_train_time_ms,
-            "last_step": self.last_step,
-            "seed": self.seed,
+            **{name: getattr(self, name) for name in scalars},
             "curve": [asdict(p) for p in self.curve],
             "eval_times_ms": dict(self.eval_times_ms),
             "candidates": [asdict(c) for c in self.candidates],
+            "warnings": list(self.warnings),
+            "alternatives": [asdict(c) for c in self.alternatives],
         }
 
 
@@ -200,6 +161,15 @@ _SIZE_RES = (
     re.compile(r"\|\s*Total submission:\s*(\d+) bytes"),
 )
 _MODEL_RE = re.compile(r"^Serialized model (\S[^:]*):\s*(\d+) bytes")
+# Lines that say the artifact exists: serialization, size and budget-check lines.
+_ARTIFACT_RES = _SIZE_RES + (
+    re.compile(r"^Serialized model\b[^:]*:\s*\d+ bytes"),
+    re.compile(r"\d(?:MB|B| bytes)\b.*\b(?:FITS|OVER)\b"),
+    re.compile(r"(?i)\bload(?:ing|ed|s)?\b.*\b(?:artifact|\S+\.ptz)\b"),  # evaluation-only runs
+)
+# A label that calls itself "pre-<something>" (pre-quantization, pre_ttt, prequant)
+# names a state before the final one.
+_PRE_LABEL_RE = re.compile(r"(?i)(?:^|[\s_:\-])pre(?:[-_]|quant)")
 _CODE_RE = re.compile(r"^Code size:\s*(\d+) bytes")
 _CODE_COMPRESSED_RE = re.compile(r"^Code size \(compressed\):\s*(\d+) bytes")
 # Explicit declarations the trainers print.  ``SEED=N`` (an environment assignment) is
@@ -240,13 +210,25 @@ def _clean_lines(text: str) -> list[str]:
 def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLog:
     """Parse the text of one training log.
 
-    ``metric_labels`` is a preference list (most preferred first) overriding
-    :data:`DEFAULT_METRIC_LABELS`; labels absent from it are not chosen unless none of
-    its labels occurs, in which case the default order and then ``step_val_last``
-    apply.
+    The score is the last evaluation printed after the final artifact was produced.
+    Evaluations before it (in-training, pre-quantization, labels calling themselves
+    "pre-…") are not scores.  ``X`` and ``X_exact`` printing one evaluation (equal to
+    ``X``'s rounding) count once, as ``X_exact``; a line repeating the previous
+    evaluation's exact values under another label is an alias of it.  Progress lines
+    (``key=value`` fields as in ``ttt_sliding:done val_bpb=…``, a counter in the label)
+    are not evaluations.  An evaluation over :data:`IMPLAUSIBLE_RATIO` times the best
+    earlier one of the same artifact failed and is skipped.  Of several appended runs,
+    the last with an evaluation after its artifact counts.  When unsure (no artifact
+    line, a skipped evaluation, a non-finite score beside finite ones, training after
+    the chosen line, nothing after the artifact) the choice stays deterministic and
+    ``warnings`` / ``alternatives`` say so.
+
+    ``metric_labels`` (most preferred first) forces the choice: the last line of the
+    first of them that occurs wins; if none occurs the rule above applies.
     """
     lines = _clean_lines(text)
     candidates: list[MetricLine] = []
+    seen: dict[int, _Seen] = {}
     curve: list[tuple[int, CurvePoint]] = []
     sizes: list[tuple[int, int]] = []
     bytes_model: int | None = None
@@ -256,6 +238,9 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
     last_step_time: tuple[int, int] | None = None  # (train_time_ms, step)
     seed: int | None = None
     env_seed: int | None = None
+    # Artifact phases: a phase starts at the first artifact line after training; it
+    # ends at the next training line (an appended run).
+    phase, in_artifact, any_artifact, last_train = 0, False, False, 0
 
     for idx, line in enumerate(lines):
         line_no = idx + 1
@@ -266,16 +251,12 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
         if m:
             rest = m.group("rest") or ""
             t = _TRAIN_TIME_RE.search(rest)
-            point = CurvePoint(
-                step=int(m.group("step")),
-                total_steps=int(m.group("total")),
-                val_loss=float(m.group("loss")),
-                val_bpb=float(m.group("bpb")),
-                train_time_ms=_to_ms(t.group(1)) if t else None,
-            )
+            point = CurvePoint(int(m.group("step")), int(m.group("total")), float(m.group("loss")),
+                               float(m.group("bpb")), _to_ms(t.group(1)) if t else None)
             curve.append((line_no, point))
             if t:
                 last_step_time = (point.train_time_ms, point.step)
+            in_artifact, last_train = False, line_no
             continue
 
         m = _STEP_ANY_RE.match(line)
@@ -283,21 +264,20 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
             t = _TRAIN_TIME_RE.search(line)
             if t:
                 last_step_time = (_to_ms(t.group(1)), int(m.group("step")))
+            in_artifact, last_train = False, line_no
             continue
 
         m = _METRIC_RE.match(line)
         if m and not m.group("label").startswith("step"):
             rest = m.group("rest") or ""
             t = _EVAL_TIME_RE.search(rest)
-            candidates.append(
-                MetricLine(
-                    line_no=line_no,
-                    label=m.group("label"),
-                    val_loss=float(m.group("loss")),
-                    val_bpb=float(m.group("bpb")),
-                    eval_time_ms=_to_ms(t.group(1)) if t else None,
-                )
-            )
+            label = m.group("label")
+            candidates.append(MetricLine(line_no, label, float(m.group("loss")), float(m.group("bpb")),
+                                         _to_ms(t.group(1)) if t else None))
+            # Results print ``key:value``; ``key=value`` fields (``ttt_sliding:done
+            # val_bpb=…``) or a counter in the label (``chunk:12``) mark progress lines.
+            summary = "val_bpb=" in line or re.search(r":\d", label) is not None
+            seen[line_no] = _Seen(phase if in_artifact else None, m.group("loss"), m.group("bpb"), summary)
             continue
 
         m = _STOP_RE.match(line)
@@ -306,7 +286,12 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
             t = _TRAIN_TIME_RE.search(rest)
             s = _STOP_STEP_RE.search(rest)
             stop = (_to_ms(t.group(1)) if t else None, int(s.group(1)) if s else None)
+            in_artifact, last_train = False, line_no
             continue
+
+        if any(r.search(line) for r in _ARTIFACT_RES):
+            if not in_artifact:
+                phase, in_artifact, any_artifact = phase + 1, True, True
 
         for size_re in _SIZE_RES:
             m = size_re.search(line)
@@ -339,7 +324,12 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
                     env_seed = int(m.group(1))
 
     candidates = _fill_exact_eval_times(candidates)
-    chosen = _choose(candidates, metric_labels)
+    chosen, alternatives, warnings = _choose(candidates, seen, metric_labels, any_artifact)
+    if chosen is not None and last_train > chosen.line_no:
+        warnings += (
+            f"training lines continue after the chosen {_fmt(chosen)} (last at line {last_train}):"
+            " the file may end with a run that printed no final evaluation",
+        )
 
     metric_label = val_bpb = val_loss = metric_line_no = eval_time_ms = None
     if chosen is not None:
@@ -364,22 +354,12 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
     eval_times = {c.label: c.eval_time_ms for c in candidates if c.eval_time_ms is not None}
 
     return ParsedLog(
-        metric_label=metric_label,
-        val_bpb=val_bpb,
-        val_loss=val_loss,
-        metric_line_no=metric_line_no,
-        eval_time_ms=eval_time_ms,
-        bytes_total=bytes_total,
-        bytes_model=bytes_model,
+        metric_label=metric_label, val_bpb=val_bpb, val_loss=val_loss, metric_line_no=metric_line_no,
+        eval_time_ms=eval_time_ms, bytes_total=bytes_total, bytes_model=bytes_model,
         bytes_code=bytes_code_compressed if bytes_code_compressed is not None else bytes_code,
-        train_time_ms=train_time_ms,
-        stop_step=stop_step,
-        last_step_train_time_ms=last_train_ms,
-        last_step=last_step,
-        seed=seed if seed is not None else env_seed,
-        curve=tuple(p for _, p in curve),
-        eval_times_ms=eval_times,
-        candidates=tuple(candidates),
+        train_time_ms=train_time_ms, stop_step=stop_step, last_step_train_time_ms=last_train_ms,
+        last_step=last_step, seed=seed if seed is not None else env_seed, curve=tuple(p for _, p in curve),
+        eval_times_ms=eval_times, candidates=tuple(candidates), warnings=warnings, alternatives=alternatives,
     )
 
 
@@ -440,25 +420,96 @@ def _fill_exact_eval_times(candidates: list[MetricLine]) -> list[MetricLine]:
     return out
 
 
-def _choose(
-    candidates: Sequence[MetricLine], metric_labels: Sequence[str] | None
-) -> MetricLine | None:
-    last_by_label: dict[str, MetricLine] = {}
+class _Seen(NamedTuple):
+    """What a metric line's text says beyond its :class:`MetricLine`."""
+
+    phase: int | None  # the artifact phase it was printed in; None: before the artifact
+    loss_text: str
+    bpb_text: str
+    summary: bool  # a progress/summary line, not an evaluation result
+
+
+def _fmt(*cs: MetricLine) -> str:
+    return ", ".join(f"{c.label!r} (line {c.line_no}, val_bpb {c.val_bpb})" for c in cs)
+
+
+def _agrees(exact: float, shown: str) -> bool:
+    """Whether ``exact`` rounds to the value printed as ``shown``."""
+    value = float(shown)
+    if not (math.isfinite(exact) and math.isfinite(value)):
+        return not math.isfinite(exact) and not math.isfinite(value)
+    decimals = shown.partition(".")[2]
+    return abs(exact - value) <= 0.5 * 10.0 ** -(len(decimals) if decimals.isdigit() else 0) + 1e-12
+
+
+def _evaluations(
+    candidates: Sequence[MetricLine], seen: dict[int, _Seen], warnings: list[str]
+) -> list[MetricLine]:
+    """The distinct evaluations among ``candidates``, in file order."""
+    out: list[MetricLine] = []
     for c in candidates:
-        last_by_label[c.label] = c
-    orders = [DEFAULT_METRIC_LABELS]
-    if metric_labels is not None:
-        orders.insert(0, tuple(metric_labels))
-    for order in orders:
-        for label in order:
+        if seen[c.line_no].summary or _PRE_LABEL_RE.search(c.label):
+            continue
+        prev = out[-1] if out and seen[out[-1].line_no].phase == seen[c.line_no].phase else None
+        if prev and prev.label != c.label and (prev.val_loss, prev.val_bpb) == (c.val_loss, c.val_bpb):
+            continue  # the same values reprinted under a second label: an alias
+        pair = [(r, e) for r, e in ((prev, c), (c, prev)) if prev and e.label == r.label + _EXACT_SUFFIX]
+        if pair:
+            rounded, exact = pair[0]
+            if _agrees(exact.val_loss, seen[rounded.line_no].loss_text) and _agrees(
+                exact.val_bpb, seen[rounded.line_no].bpb_text
+            ):
+                out[-1] = exact  # one evaluation, printed rounded and exact
+                continue
+            warnings.append(f"{_fmt(exact)} does not match its rounded companion {_fmt(rounded)}")
+        out.append(c)
+    return out
+
+
+def _choose(
+    candidates: Sequence[MetricLine],
+    seen: dict[int, _Seen],
+    metric_labels: Sequence[str] | None,
+    any_artifact: bool,
+) -> tuple[MetricLine | None, tuple[MetricLine, ...], tuple[str, ...]]:
+    """Return (chosen line or None, alternatives, warnings); see :func:`parse_log`."""
+    warnings: list[str] = []
+    if metric_labels:
+        last_by_label = {c.label: c for c in candidates}
+        for label in metric_labels:
             if label in last_by_label:
-                return last_by_label[label]
-    # An unfamiliar final evaluation (another bit width's tag, say): the same protocol order
-    # as above — TTT, then sliding window, then round trip — exact forms first.
-    finals = [c for c in candidates if c.label.startswith("final_") and "pre" not in c.label]
-    for kind in ("ttt", "sliding", ""):
-        for suffix in ("_exact", ""):
-            for c in reversed(finals):
-                if kind in c.label and c.label.endswith(suffix):
-                    return c
-    return None
+                return last_by_label[label], (), ()
+        warnings.append(f"none of metric_labels {list(metric_labels)} occurs; chose by the log's protocol")
+    evals = _evaluations(candidates, seen, warnings)
+    phases = [seen[c.line_no].phase for c in evals if seen[c.line_no].phase is not None]
+    if not phases and any_artifact:
+        if evals:
+            warnings.append(f"no evaluation is printed after the artifact (serialization/size) lines; those"
+                            f" before it are not scores: {_fmt(*evals)}")
+        return None, tuple(evals), tuple(warnings)
+    pool = [c for c in evals if seen[c.line_no].phase == phases[-1]] if phases else evals
+    if not pool:
+        return None, (), tuple(warnings)
+
+    chosen, best, alternatives = pool[0], pool[0], []
+    for c in pool:
+        finite = math.isfinite(c.val_bpb) and math.isfinite(best.val_bpb)
+        if finite and c.val_bpb > best.val_bpb * IMPLAUSIBLE_RATIO:
+            alternatives.append(c)
+            warnings.append(f"{_fmt(c)} is over {IMPLAUSIBLE_RATIO:g}x the earlier {_fmt(best)} of the same"
+                            " artifact: taken as a failed evaluation, not the score")
+            continue
+        chosen = c
+        if math.isfinite(c.val_bpb) and not c.val_bpb >= best.val_bpb:
+            best = c
+    others = [c for c in pool if c is not chosen and c not in alternatives]
+    if not phases:
+        alternatives += others
+        warnings.append(f"no artifact line (serialization/size) precedes the evaluations, so the final"
+                        f" artifact's cannot be told apart; chose the last, {_fmt(chosen)};"
+                        f" alternatives: {_fmt(*others) or 'none'}")
+    elif not math.isfinite(chosen.val_bpb) and any(math.isfinite(c.val_bpb) for c in others):
+        finite = [c for c in others if math.isfinite(c.val_bpb)]
+        alternatives += finite
+        warnings.append(f"the chosen {_fmt(chosen)} is not finite; finite evaluations: {_fmt(*finite)}")
+    return chosen, tuple(alternatives), tuple(warnings)

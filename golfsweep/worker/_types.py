@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from golfsweep.limits import Limits
+
+if TYPE_CHECKING:
+    from golfsweep.redact import Redactor
 
 
 class RunState(str, Enum):
@@ -39,7 +42,8 @@ class RunSpec:
     trial: int
     seed: int
     params: dict[str, Any]
-    env: dict[str, str]  # fixed env + config env; SEED and RUN_ID are added by the worker
+    # fixed env + config env; SEED and RUN_ID are added by the worker. Out of repr: it holds secrets.
+    env: dict[str, str] = field(repr=False)
     script_name: str
     script_bytes: bytes
     script_sha256: str
@@ -114,4 +118,15 @@ class RunResult:
         return self.ended_at - self.started_at
 
     def replace(self, **changes: Any) -> RunResult:
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self, redactor: Redactor, *, log: bool = True) -> RunResult:
+        """This result with secrets masked in its free text: reason, command and (``log``) the log."""
+        changes: dict[str, Any] = {
+            "reason": None if self.reason is None else redactor.redact(self.reason),
+            "command": tuple(redactor.redact(c) for c in self.command),
+        }
+        if log:
+            changes["log_tail"] = tuple(redactor.redact(line) for line in self.log_tail)
+            changes["log_text"] = redactor.redact(self.log_text)
         return dataclasses.replace(self, **changes)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from golfsweep.audit import AuditReport, Finding, Verdict, audit_file, audit_source
-from golfsweep.audit import _static
+from golfsweep.audit import AuditInputError, AuditReport, Finding, Rule, Severity, Verdict, audit_file, audit_source
+from golfsweep.audit import _interp
+from golfsweep.audit._syntax import parse_any
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audit"
 
@@ -36,8 +37,16 @@ EXPECTED = {
     "network_subprocess.py": Verdict.FLAGGED,
     "exec_blob.py": Verdict.UNKNOWN,
     "external_logic.py": Verdict.UNKNOWN,
-    "syntax_error.py": Verdict.UNKNOWN,
+    # one per failure class of the name- and sequence-based audit
+    "train_and_eval_gptq_train.py": Verdict.CLEAN,
+    "evaluate_named_cheat.py": Verdict.FLAGGED,
+    "slot_off_then_ttt.py": Verdict.CLEAN,
+    "tempscale_train_after_reload.py": Verdict.FLAGGED,
+    "roundtrip_fresh_pass.py": Verdict.CLEAN,
+    "exclusive_modes.py": Verdict.CLEAN,
+    "pep701_ttt.py": Verdict.CLEAN,
 }
+NOT_PYTHON = {"syntax_error.py"}  # cannot be audited at all: an error, never a verdict
 
 
 def expected_violations(path: Path) -> set[tuple[str, int]]:
@@ -61,7 +70,7 @@ def audit_snippet(code: str) -> AuditReport:
 
 
 def test_every_fixture_has_an_expected_verdict():
-    assert set(EXPECTED) == {p.name for p in FIXTURES.glob("*.py")}
+    assert set(EXPECTED) | NOT_PYTHON == {p.name for p in FIXTURES.glob("*.py")}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -77,16 +86,20 @@ def test_fixture_violations_match_markers(name):
     assert violations(audit_file(path)) == expected_violations(path)
 
 
-@pytest.mark.parametrize("name", ["exec_blob.py", "external_logic.py", "syntax_error.py"])
+@pytest.mark.parametrize("name", ["exec_blob.py", "external_logic.py"])
 def test_unknown_verdicts_explain_themselves(name):
     report = audit_file(FIXTURES / name)
     assert report.notes, "an unknown verdict needs a note saying what could not be analysed"
 
 
-def test_syntax_error_note_names_the_line():
-    report = audit_file(FIXTURES / "syntax_error.py")
-    assert report.findings == ()
-    assert any("line 4" in n for n in report.notes)
+def test_a_corrupt_payload_says_which_decoder_failed():
+    report = audit_file(FIXTURES / "exec_blob.py")
+    assert any("b85decode" in n and "line 7" in n for n in report.notes), report.notes
+
+
+def test_a_syntax_error_is_an_input_error_naming_the_line():
+    with pytest.raises(AuditInputError, match=r"syntax_error\.py: not a Python script \(line 4"):
+        audit_file(FIXTURES / "syntax_error.py")
 
 
 def test_findings_carry_call_path_for_helpers():
@@ -155,12 +168,12 @@ class _Renamer(ast.NodeTransformer):
 
 
 def renamed(source: str) -> str:
-    tree = ast.parse(source)
+    tree, _ = parse_any(source, "<fixture>")
     renamer = _Renamer(tree)
     return ast.unparse(renamer.visit(tree))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in EXPECTED if n != "syntax_error.py"))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_verdict_does_not_depend_on_identifier_names(name):
     path = FIXTURES / name
     original = audit_file(path)
@@ -332,7 +345,8 @@ def test_gram_matrix_of_validation_activations_is_calibration():
     assert [f.rule for f in report.findings] == ["val_calibration"]
 
 
-def test_reading_train_shards_inside_an_eval_function_is_flagged():
+def test_reading_train_shards_in_a_function_named_evaluate_proves_nothing():
+    # No artifact round trip and no validation update: nothing says evaluation has begun, whatever the name.
     report = audit_snippet("""
         import numpy as np, torch
         @torch.no_grad()
@@ -341,8 +355,7 @@ def test_reading_train_shards_inside_an_eval_function_is_flagged():
             return model(val_tokens).sum()
         print(evaluate(torch.nn.Linear(2, 2), torch.load("data/fineweb_val.pt")))
     """)
-    assert report.verdict is Verdict.FLAGGED
-    assert [f.rule for f in report.findings] == ["train_data_in_eval"]
+    assert report.verdict is Verdict.CLEAN, report.to_dict()
 
 
 # --------------------------------------------------------------------------------- network and dynamic code
@@ -402,7 +415,7 @@ def test_untraceable_data_in_a_gradient_step_gives_unknown():
 
 
 def test_running_out_of_analysis_budget_gives_unknown(monkeypatch):
-    monkeypatch.setattr(_static._Interp, "BUDGET", 50)
+    monkeypatch.setattr(_interp.Interp, "BUDGET", 50)
     report = audit_file(FIXTURES / "ttt_score_first_toplevel.py")
     assert report.verdict is Verdict.UNKNOWN
     assert any("budget" in n for n in report.notes)
@@ -415,9 +428,9 @@ def test_report_to_dict_is_json_ready():
     report = audit_file(FIXTURES / "prequant_finetune_val.py")
     d = report.to_dict()
     assert json.loads(json.dumps(d)) == d
-    assert set(d) == {"path", "verdict", "findings", "notes"}
+    assert set(d) == {"path", "verdict", "findings", "notes", "env", "sources"}
     assert d["verdict"] == "flagged"
-    assert set(d["findings"][0]) == {"rule", "line", "end_line", "message", "severity"}
+    assert set(d["findings"][0]) == {"rule", "line", "end_line", "message", "severity", "source", "related"}
     lines = [f["line"] for f in d["findings"]]
     assert lines == sorted(lines)
 
@@ -428,13 +441,25 @@ def test_report_types_are_frozen():
     with pytest.raises(AttributeError):
         report.verdict = Verdict.FLAGGED  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        Finding("r", 1, None, "m", "warning").line = 2  # type: ignore[misc]
+        Finding(Rule.NETWORK, 1, None, "m", Severity.WARNING).line = 2  # type: ignore[misc]
     assert Verdict("unknown") is Verdict.UNKNOWN and Verdict.CLEAN == "clean"
 
 
-def test_unreadable_files_give_unknown_not_an_exception(tmp_path):
-    missing = audit_file(tmp_path / "nope.py")
-    assert missing.verdict is Verdict.UNKNOWN and missing.notes
-    binary = tmp_path / "blob.py"
-    binary.write_bytes(b"\xff\xfe\x00garbage")
-    assert audit_file(binary).verdict is Verdict.UNKNOWN
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"   \n\n# only a comment\n", "empty file"),
+    (b"\x7fELF\x02\x01\x00\x00binary", "binary file"),
+    (b"\xff\xfe garbage \xfa", "not UTF-8"),
+    (b"# Title\n\nSome *markdown* text that isn't Python.\n", "not a Python script"),
+    (b"#!/bin/sh\nset -e\nfor f in *.bin; do echo $f; done\n", "not a Python script"),
+])
+def test_files_that_cannot_be_audited_are_errors_never_clean(tmp_path, content, message):
+    path = tmp_path / "train_gpt.py"
+    path.write_bytes(content)
+    with pytest.raises(AuditInputError, match=message):
+        audit_file(path)
+
+
+def test_a_missing_file_is_an_error(tmp_path):
+    with pytest.raises(AuditInputError, match="not a readable file"):
+        audit_file(tmp_path / "nope.py")

@@ -10,6 +10,8 @@ import pytest
 
 from golfsweep.worker._logparse import (
     DEFAULT_METRIC_LABELS,
+    IMPLAUSIBLE_RATIO,
+    _METRIC_RE,
     CurvePoint,
     MetricLine,
     ParsedLog,
@@ -203,13 +205,16 @@ def test_metric_labels_absent_fall_back_to_default_then_step_line():
     assert p.metric_label == "step_val_last"
 
 
-def test_unlisted_labels_are_candidates_but_not_chosen():
+def test_unseen_label_without_artifact_line_is_chosen_but_flagged():
     text = "seed:1\nsome_new_eval val_loss:1.5 val_bpb:0.9 eval_time:12ms\n"
     p = parse_log(text)
-    assert "some_new_eval" not in DEFAULT_METRIC_LABELS
-    assert p.metric_label is None and p.val_bpb is None and p.metric_line_no is None
+    assert (p.metric_label, p.val_bpb, p.metric_line_no) == ("some_new_eval", 0.9, 2)
     assert p.candidates == (MetricLine(2, "some_new_eval", 1.5, 0.9, 12),)
-    assert parse_log(text, metric_labels=["some_new_eval"]).val_bpb == 0.9
+    assert len(p.warnings) == 1 and "no artifact line" in p.warnings[0]
+    assert "'some_new_eval' (line 2, val_bpb 0.9)" in p.warnings[0]
+    assert p.alternatives == ()
+    forced = parse_log(text, metric_labels=["some_new_eval"])
+    assert forced.val_bpb == 0.9 and forced.warnings == ()
 
 
 def test_empty_log():
@@ -269,15 +274,6 @@ def test_to_dict_is_json_ready():
     assert _parse("truncated.log").to_dict()["bytes_total"] is None
 
 
-def test_default_preference_orders_protocols():
-    order = DEFAULT_METRIC_LABELS.index
-    assert order("quantized_ttt_phased") < order("legal_ttt_exact")
-    assert order("legal_ttt_exact") < order("final_int6_sliding_window_exact")
-    assert order("final_int6_sliding_window_exact") < order("final_int6_roundtrip_exact")
-    assert order("final_int8_zlib_roundtrip_exact") < order("final_int8_zlib_roundtrip")
-    assert "step_val_last" not in DEFAULT_METRIC_LABELS
-
-
 def test_eval_only_log_borrows_size_and_train_time_from_its_seeds_training_log(tmp_path):
     from golfsweep.worker import companion_values, parse_log_file
 
@@ -294,3 +290,185 @@ def test_eval_only_log_borrows_size_and_train_time_from_its_seeds_training_log(t
     assert (parsed.bytes_total, parsed.train_time_ms) == (15939508, 599556)
     assert borrowed == {"bytes_total": str(tmp_path / "train_seed42.log"),
                         "train_time_ms": str(tmp_path / "train_seed42.log")}
+
+
+# --------------------------------------------------------------------------- choosing by protocol
+
+
+def _rename_labels(text: str) -> str:
+    """Give every final-metric label a name never seen before (keeping ``_exact`` pairs)."""
+    names: dict[str, str] = {}
+    out = []
+    for line in text.split("\n"):
+        m = _METRIC_RE.match(line)
+        if m and not line.startswith("step"):
+            label = m.group("label")
+            base, exact = (label[:-6], "_exact") if label.endswith("_exact") else (label, "")
+            new = names.setdefault(base, f"zz{len(names)}q")
+            line = new + exact + line[len(label):]
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_default_labels_no_longer_decide():
+    assert DEFAULT_METRIC_LABELS == ()
+
+
+@pytest.mark.parametrize(
+    "name", ["int8_baseline.log", "phased_ttt.log", "timestamped.log", "with_source.log", "xnor_budget.log",
+             "no_stop.log", "ttt_unfamiliar_label.log", "unseen_roundtrip_label.log", "failed_ttt.log"]
+)
+def test_choice_does_not_depend_on_label_names(name):
+    text = (LOGS / name).read_text()
+    p, q = parse_log(text), parse_log(_rename_labels(text))
+    assert q.metric_line_no == p.metric_line_no and q.val_bpb == p.val_bpb
+    assert len(q.warnings) == len(p.warnings)
+
+
+def test_unfamiliar_ttt_label_after_familiar_diagnostic_quantized_wins():
+    # the issue's log family: the final score-first TTT line has a label never seen before
+    p = _parse("ttt_unfamiliar_label.log")
+    assert (p.metric_label, p.metric_line_no) == ("score_first_ttt_eval", 25)
+    assert (p.val_loss, p.val_bpb, p.eval_time_ms) == (2.76880123, 1.07190011, 331017)
+    assert p.bytes_total == 15968700
+    assert p.warnings == () and p.alternatives == ()
+    # the progress summary (val_bpb=…) and the diagnostic lines stay candidates
+    assert [c.label for c in p.candidates] == [
+        "diagnostic pre-quantization post-ema", "diagnostic quantized", "ttt_scorefirst:done",
+        "score_first_ttt_eval",
+    ]
+
+
+def test_unseen_roundtrip_label_and_exact_companion():
+    p = _parse("unseen_roundtrip_label.log")
+    assert (p.metric_label, p.metric_line_no) == ("final_int4_lzma_roundtrip_exact", 12)
+    assert (p.val_loss, p.val_bpb) == (1.97118765, 1.16745678)
+    assert p.eval_time_ms == 7012  # from the rounded companion line
+    assert p.bytes_total == 15661234
+    assert p.warnings == ()
+
+
+def test_exact_line_wins_over_its_rounded_companion_printed_after_it():
+    p = _parse("exact_before_rounded.log")
+    assert (p.metric_label, p.metric_line_no, p.val_bpb) == ("chunked_eval_exact", 6, 1.36945678)
+    assert p.warnings == ()
+
+
+def test_rounded_companion_with_another_value_is_a_separate_evaluation_and_flagged():
+    text = (
+        "Total submission size int8+zlib: 100 bytes\n"
+        "final_q val_loss:2.0727 val_bpb:1.2244 eval_time:1401ms\n"
+        "final_q_exact val_loss:2.07269931 val_bpb:1.23436570\n"
+    )
+    p = parse_log(text)
+    assert (p.metric_label, p.val_bpb) == ("final_q_exact", 1.2343657)  # position decides
+    assert len(p.warnings) == 1 and "does not match its rounded companion" in p.warnings[0]
+    assert "'final_q' (line 2, val_bpb 1.2244)" in p.warnings[0]
+
+
+def test_pre_quantization_evaluation_before_the_artifact_is_not_the_score():
+    p = _parse("crashed_after_serialization.log")
+    # the only labelled evaluation precedes the artifact lines: not a score
+    assert (p.metric_label, p.val_bpb, p.metric_line_no) == ("step_val_last", 1.2201, 3)
+    assert p.alternatives == (MetricLine(5, "ema_weights", 2.041, 1.2088, 1999),)
+    assert len(p.warnings) == 1
+    assert "no evaluation is printed after the artifact" in p.warnings[0]
+    assert "'ema_weights' (line 5, val_bpb 1.2088)" in p.warnings[0]
+    # a forced label still wins
+    assert parse_log_file(LOGS / "crashed_after_serialization.log", ["ema_weights"]).val_bpb == 1.2088
+
+
+def test_pre_named_evaluation_after_the_artifact_is_not_the_score():
+    text = (
+        "Total submission size int6+brotli: 100 bytes\n"
+        "quantized val_loss:2.84 val_bpb:1.10 eval_time:8000ms\n"
+        "pre_ttt_reference val_loss:2.81 val_bpb:1.08 eval_time:6000ms\n"
+    )
+    p = parse_log(text)
+    assert (p.metric_label, p.val_bpb) == ("quantized", 1.10)
+
+
+def test_ambiguous_log_without_artifact_line_warns_and_names_alternatives():
+    p = _parse("ambiguous_no_artifact.log")
+    assert (p.metric_label, p.val_bpb, p.metric_line_no) == ("sliding_eval", 1.1851, 4)
+    assert p.alternatives == (MetricLine(3, "roundtrip_eval", 2.053, 1.2159, 1900),)
+    assert len(p.warnings) == 1
+    w = p.warnings[0]
+    assert "no artifact line" in w
+    assert "'sliding_eval' (line 4, val_bpb 1.1851)" in w and "'roundtrip_eval' (line 3, val_bpb 1.2159)" in w
+    assert p.to_dict()["warnings"] == [w]
+    assert p.to_dict()["alternatives"] == [
+        {"line_no": 3, "label": "roundtrip_eval", "val_loss": 2.053, "val_bpb": 1.2159, "eval_time_ms": 1900}
+    ]
+
+
+def test_failed_evaluation_far_above_an_earlier_one_is_skipped_and_flagged():
+    p = _parse("failed_ttt.log")
+    assert (p.metric_label, p.metric_line_no, p.val_bpb) == ("final_int6_sliding_window", 7, 1.08938974)
+    assert [(c.label, c.line_no) for c in p.alternatives] == [("ttt_eval", 12)]
+    assert len(p.warnings) == 1 and "'ttt_eval' (line 12, val_bpb 1.401032)" in p.warnings[0]
+    assert 1.401032 > 1.08938974 * IMPLAUSIBLE_RATIO
+    # a worse, but plausible, TTT result is the score: the swept knob must move the number
+    text = (LOGS / "failed_ttt.log").read_text().replace("val_bpb:1.40103200", "val_bpb:1.11103200")
+    p = parse_log(text)
+    assert (p.metric_label, p.val_bpb, p.warnings) == ("ttt_eval", 1.111032, ())
+
+
+def test_non_finite_last_evaluation_is_reported_with_the_finite_alternative():
+    text = (
+        "Total submission size int6+brotli: 100 bytes\n"
+        "final_sw val_loss:2.50 val_bpb:1.09 eval_time:7000ms\n"
+        "final_ttt val_loss:nan val_bpb:nan eval_time:9000ms\n"
+    )
+    p = parse_log(text)
+    assert p.metric_label == "final_ttt" and math.isnan(p.val_bpb)
+    assert [c.label for c in p.alternatives] == ["final_sw"]
+    assert len(p.warnings) == 1 and "not finite" in p.warnings[0]
+
+
+def test_alias_reprinting_the_previous_evaluation_keeps_the_first_label():
+    text = (
+        "Total submission size int6+lzma: 100 bytes\n"
+        "final_int6_roundtrip_exact val_loss:1.91694484 val_bpb:1.13532271\n"
+        "final_int6_sliding_window_exact val_loss:1.87728338 val_bpb:1.11183590\n"
+        "final_int8_zlib_roundtrip_exact val_loss:1.87728338 val_bpb:1.11183590\n"
+    )
+    p = parse_log(text)
+    assert (p.metric_label, p.metric_line_no, p.warnings) == ("final_int6_sliding_window_exact", 3, ())
+
+
+def test_training_after_the_chosen_evaluation_is_flagged():
+    text = (LOGS / "int8_baseline.log").read_text() + "step:0/20000 val_loss:6.9 val_bpb:4.1 train_time:0ms\n"
+    p = parse_log(text)
+    assert (p.metric_label, p.metric_line_no) == ("final_int8_zlib_roundtrip_exact", 28)
+    assert len(p.warnings) == 1 and "training lines continue" in p.warnings[0]
+
+
+def test_metric_labels_override_wins_over_the_protocol():
+    p = _parse("ttt_unfamiliar_label.log", metric_labels=["diagnostic quantized"])
+    assert (p.metric_label, p.val_bpb, p.metric_line_no) == ("diagnostic quantized", 1.08512345, 19)
+    assert p.warnings == ()
+    # the first preferred label that occurs wins, even a pre-artifact one
+    prefs = ["no_such_label", "diagnostic pre-quantization post-ema", "score_first_ttt_eval"]
+    p = _parse("ttt_unfamiliar_label.log", metric_labels=prefs)
+    assert (p.metric_label, p.metric_line_no) == ("diagnostic pre-quantization post-ema", 14)
+    p = _parse("failed_ttt.log", metric_labels=["ttt_eval"])
+    assert (p.metric_label, p.val_bpb) == ("ttt_eval", 1.401032)
+    # none occurs: the protocol decides, and says the preference was not found
+    p = _parse("ttt_unfamiliar_label.log", metric_labels=["no_such_label"])
+    assert p.metric_label == "score_first_ttt_eval"
+    assert len(p.warnings) == 1 and "no_such_label" in p.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "artifact_line",
+    [
+        "TTT_EVAL_ONLY=1 - skipping training, loading saved artifact for TTT eval",  # evaluation-only run
+        "loaded final_model.int6.ptz",
+        "  INT4+fp8+brotli: 15.67MB model + 0.077MB code = 15.75/16.00MB FITS",  # budget check
+    ],
+)
+def test_other_artifact_line_styles_mark_the_artifact(artifact_line):
+    text = f"seed:3\n{artifact_line}\nfinal_eval_q val_loss:2.3 val_bpb:1.06 eval_time:400000ms\n"
+    p = parse_log(text)
+    assert (p.metric_label, p.warnings) == ("final_eval_q", ())

@@ -1,0 +1,290 @@
+"""The audit follows what runs: configuration switches, exclusive branches, the artifact's round trip,
+wrapped code and newer syntax. Fixtures live in tests/fixtures/audit (their docstrings say why)."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import json
+import lzma
+import textwrap
+import zlib
+from pathlib import Path
+
+import pytest
+
+from golfsweep.audit import Rule, Severity, Verdict, audit_file, audit_source
+from golfsweep.audit._syntax import parse_any
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audit"
+
+
+def rules(report, severity=Severity.VIOLATION) -> set[tuple[str, int]]:
+    return {(f.rule.value, f.line) for f in report.findings if f.severity is severity}
+
+
+def snippet(code: str, **env: str):
+    return audit_source(textwrap.dedent(code), env=env)
+
+
+# ------------------------------------------------------------------------------------ configuration switches
+
+
+def test_a_switch_the_defaults_turn_off_does_not_flag_its_protocol_problem():
+    report = audit_file(FIXTURES / "slot_off_then_ttt.py")
+    assert report.verdict is Verdict.CLEAN
+    warnings = [f for f in report.findings if f.severity is Severity.WARNING]
+    assert warnings and all("SLOT_ENABLED" in f.message for f in warnings)
+    assert any("SLOT_ENABLED" in n for n in report.notes)  # the switch followed at its default is named
+
+
+def test_pinning_the_switch_on_flags_the_step_and_the_scoring_it_taints():
+    report = audit_file(FIXTURES / "slot_off_then_ttt.py", env={"SLOT_ENABLED": "1"})
+    assert report.verdict is Verdict.FLAGGED
+    update = next(f for f in report.findings if f.rule is Rule.UPDATE_BEFORE_SCORE)
+    assert update.line == 27 and 30 in update.related  # the SLOT backward, then its scoring
+    assert ("rescore_after_update", 30) in rules(report)
+    assert dict(report.env) == {"SLOT_ENABLED": "1"}
+
+
+def test_an_access_rule_holds_behind_a_switch_and_pinning_its_default_clears_it():
+    flagged = audit_file(FIXTURES / "tempscale_train_after_reload.py")
+    assert flagged.verdict is Verdict.FLAGGED
+    assert all("only when TEMP_SEARCH" in f.message for f in flagged.findings)
+    pinned = audit_file(FIXTURES / "tempscale_train_after_reload.py", env={"TEMP_SEARCH": "0"})
+    assert pinned.verdict is Verdict.CLEAN, pinned.to_dict()
+
+
+ADAPT_SWITCH = """
+    import os, torch, numpy as np, torch.nn.functional as F
+    {reader}
+    val = torch.from_numpy(np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16).astype(np.int64))
+    model = torch.nn.Linear(4, 4)
+    if {test}:
+        F.cross_entropy(model(val[:-1]), val[1:]).backward()
+    with torch.no_grad():
+        print(F.cross_entropy(model(val[:-1]), val[1:]).item())
+"""
+
+
+@pytest.mark.parametrize("reader, test", [
+    ('ADAPT = int(os.environ.get("ADAPT", "0"))', "ADAPT"),
+    ('ADAPT = os.getenv("ADAPT", "false").lower() in ("1", "true")', "ADAPT"),
+    ('def flag(name, default):\n        return bool(int(os.environ.get(name, str(default))))\n'
+     '    class Cfg:\n        adapt = flag("ADAPT", 0)\n    cfg = Cfg()', "cfg.adapt"),
+    ('def env(k, d, t=str):\n        v = os.environ.get(k, str(d))\n        if t == bool: return bool(int(v))\n'
+     '        return t(v)\n    ADAPT = env("ADAPT", 0, bool)', "ADAPT"),
+    ('ADAPT = "ADAPT" in os.environ', "ADAPT"),
+])
+def test_env_defaults_decide_branches_through_helpers_and_config_classes(reader, test):
+    code = ADAPT_SWITCH.format(reader=reader, test=test)
+    assert snippet(code).verdict is Verdict.CLEAN
+    assert snippet(code, ADAPT="1" if "in os.environ" not in reader else "").verdict is Verdict.FLAGGED
+
+
+def test_a_branch_on_launcher_variables_follows_both_arms():
+    report = snippet(ADAPT_SWITCH.format(reader='RANK = int(os.environ.get("RANK", "0"))', test="RANK == 0"))
+    assert report.verdict is Verdict.FLAGGED  # torchrun sets RANK: the default decides nothing
+
+
+def test_exclusive_arms_of_an_unknown_condition_are_never_one_sequence():
+    assert audit_file(FIXTURES / "exclusive_modes.py").verdict is Verdict.CLEAN
+    same_arm = (FIXTURES / "exclusive_modes.py").read_text().replace("if not online:", "if online:")
+    report = audit_source(same_arm)
+    assert report.verdict is Verdict.FLAGGED  # both on the same path: the plain pass rescores
+
+
+# ------------------------------------------------------------------------------------------ the round trip
+
+
+def test_the_training_loop_of_a_pre_quantization_finetune_gets_its_own_finding():
+    report = audit_file(FIXTURES / "prequant_finetune_val.py")
+    update = next(f for f in report.findings if f.rule is Rule.UPDATE_BEFORE_SCORE)
+    rescore = next(f for f in report.findings if f.rule is Rule.RESCORE)
+    assert rescore.line in update.related and update.line in rescore.related
+    assert "taints the scoring" in update.message
+
+
+def test_weights_that_trained_on_validation_keep_it_through_the_round_trip():
+    report = snippet("""
+        import io, torch, numpy as np, torch.nn.functional as F
+        val = torch.from_numpy(np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16).astype(np.int64))
+        model = torch.nn.Linear(4, 4)
+        with torch.no_grad():
+            F.cross_entropy(model(val[:-1]), val[1:]).item()
+        F.cross_entropy(model(val[:-1]), val[1:]).backward()
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        model.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+        with torch.no_grad():
+            print(F.cross_entropy(model(val[:-1]), val[1:]).item())
+    """)
+    assert report.verdict is Verdict.FLAGGED
+    assert ("rescore_after_update", 12) in rules(report)
+
+
+def test_calibration_on_training_data_after_saving_raw_weights_is_not_evaluation():
+    assert audit_file(FIXTURES / "train_and_eval_gptq_train.py").verdict is Verdict.CLEAN
+
+
+def test_a_script_that_never_reads_its_artifact_back_is_not_guessed_at():
+    report = snippet("""
+        import torch, numpy as np
+        model = torch.nn.Linear(4, 4)
+        val = np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16)
+        with torch.no_grad():
+            model(torch.from_numpy(val[:4].astype(np.float32)))
+        extra = np.fromfile("data/fineweb_train_0.bin", dtype=np.uint16)
+    """)
+    assert report.verdict is Verdict.CLEAN
+
+
+# ------------------------------------------------------------------------------------------- wrapped code
+
+
+def _lzma_raw(b: bytes) -> bytes:
+    return lzma.compress(b, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+
+
+ENCODINGS = {
+    "lzma_raw_b85": (lambda b: base64.b85encode(_lzma_raw(b)).decode(),
+                     "import lzma as L, base64 as B\nexec(L.decompress(B.b85decode({blob!r}), format=L.FORMAT_RAW, "
+                     "filters=[{{'id': L.FILTER_LZMA2}}]))\n"),
+    "zlib_b64": (lambda b: base64.b64encode(zlib.compress(b)).decode(),
+                 "import zlib, base64\nexec(zlib.decompress(base64.b64decode({blob!r})).decode('utf-8'))\n"),
+    "gzip_b85_named": (lambda b: base64.b85encode(gzip.compress(b)).decode(),
+                       "import gzip\nfrom base64 import b85decode\nCODE = {blob!r}\n"
+                       "exec(compile(gzip.decompress(b85decode(CODE)), 'train_gpt.py', 'exec'))\n"),
+    "bz2_hex": (lambda b: bz2.compress(b).hex(), "import bz2\nexec(bz2.decompress(bytes.fromhex({blob!r})))\n"),
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("inner, verdict", [("ttt_score_first_toplevel.py", Verdict.CLEAN),
+                                            ("train_then_score_class.py", Verdict.FLAGGED)])
+def test_compressed_exec_wrappers_are_read(tmp_path, encoding, inner, verdict):
+    encode, template = ENCODINGS[encoding]
+    source = (FIXTURES / inner).read_bytes()
+    wrapper = tmp_path / "train_gpt.py"
+    wrapper.write_text(template.format(blob=encode(source)))
+    report = audit_file(wrapper)
+    direct = audit_file(FIXTURES / inner)
+    assert report.verdict is verdict, report.to_dict()
+    assert rules(report) == rules(direct)  # lines of the decoded source
+    assert all(f.source and "decoded from train_gpt.py line" in f.source for f in report.findings)
+    assert report.sources and any("audited the code it runs" in n for n in report.notes)
+
+
+def test_nested_wrappers_are_read(tmp_path):
+    inner = (FIXTURES / "train_then_score_class.py").read_bytes()
+    level1 = f"import zlib\nexec(zlib.decompress({zlib.compress(inner)!r}))\n".encode()
+    level2 = f"import base64\nexec(base64.b64decode({base64.b64encode(level1).decode()!r}))\n"
+    (tmp_path / "train_gpt.py").write_text(level2)
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is Verdict.FLAGGED and len(report.sources) == 2
+
+
+@pytest.mark.parametrize("runner", [
+    'exec(open(__file__.replace("train_gpt.py", "impl.py")).read())',
+    "import os\nexec(open(os.path.join(os.path.dirname(__file__), 'impl.py')).read())",
+    "import runpy\nrunpy.run_path('impl.py')",
+])
+def test_a_sibling_file_the_script_runs_is_read(tmp_path, runner):
+    (tmp_path / "impl.py").write_bytes((FIXTURES / "train_then_score_class.py").read_bytes())
+    (tmp_path / "train_gpt.py").write_text(runner + "\n")
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is Verdict.FLAGGED
+    assert all(f.source and f.source.startswith("impl.py (run by train_gpt.py line") for f in report.findings)
+
+
+def test_a_file_outside_the_scripts_folder_is_not_read(tmp_path):
+    (tmp_path / "impl.py").write_text("print('hi')\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "train_gpt.py").write_text("exec(open('../impl.py').read())\n")
+    report = audit_file(tmp_path / "sub" / "train_gpt.py")
+    assert report.verdict is Verdict.UNKNOWN
+    assert any("outside the script's folder" in n for n in report.notes)
+
+
+# ------------------------------------------------------------------------------------------ newer syntax
+
+
+def test_python_312_syntax_parses_with_lines_in_place():
+    source = textwrap.dedent('''\
+        x = f"{cfg["a"]!r:>{width}} and {b}"
+        type Alias = list[int]
+        def f[T](v: T) -> T:
+            return v
+        msg = f"""{
+            value  # a comment inside a replacement field
+        }"""
+        try:
+            pass
+        except* ValueError:
+            pass
+        marker = 1
+    ''')
+    tree, rewritten = parse_any(source, "new.py")
+    assert rewritten
+    assert [(type(n).__name__, n.lineno) for n in tree.body] == [
+        ("Assign", 1), ("Assign", 2), ("FunctionDef", 3), ("Assign", 5), ("Try", 8), ("Assign", 12)]
+
+
+def test_a_violation_in_312_syntax_is_found_at_its_line():
+    source = (FIXTURES / "pep701_ttt.py").read_text().replace(
+        '        with torch.no_grad():\n            total += F.cross_entropy(model(piece[:-1]), piece[1:], '
+        'reduction="sum").item()\n        F.cross_entropy(model(piece[:-1]), piece[1:]).backward()\n',
+        '        F.cross_entropy(model(piece[:-1]), piece[1:]).backward()\n        with torch.no_grad():\n'
+        '            total += F.cross_entropy(model(piece[:-1]), piece[1:], reduction="sum").item()\n')
+    report = audit_source(source)
+    assert report.verdict is Verdict.FLAGGED
+    assert ("update_before_score", 21) in rules(report)
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("name, code", [("ttt_score_first_toplevel.py", 0), ("train_then_score_class.py", 1),
+                                        ("external_logic.py", 2), ("syntax_error.py", 3)])
+def test_exit_status_is_the_verdict(cli, name, code):
+    result = cli("audit", FIXTURES / name)
+    assert result.exit_code == code, result
+    assert "Traceback" not in result.stderr
+
+
+def test_env_options_re_decide_the_verdict_and_json_says_so(cli):
+    result = cli("audit", FIXTURES / "slot_off_then_ttt.py", "--env", "SLOT_ENABLED=1", "--json")
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert out["verdict"] == "flagged" and out["env"] == {"SLOT_ENABLED": "1"}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--env", "NOVALUE"], "--env: must be KEY=VALUE"),
+    (["--env", "1X=2"], "--env: must be KEY=VALUE"),
+])
+def test_bad_env_options_are_one_line_errors(cli, args, needle):
+    from tests.conftest import assert_one_line_error
+
+    result = cli("audit", FIXTURES / "ttt_score_first_toplevel.py", *args)
+    assert result.exit_code == 3
+    assert_one_line_error(result.stderr, needle)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01binary", b"not python at all: {"])
+def test_files_that_cannot_be_audited_exit_3_with_one_line(cli, tmp_path, content):
+    from tests.conftest import assert_one_line_error
+
+    path = tmp_path / "train_gpt.py"
+    path.write_bytes(content)
+    result = cli("audit", path)
+    assert result.exit_code == 3
+    assert_one_line_error(result.stderr, "train_gpt.py")
+
+
+def test_secret_values_given_with_env_are_masked_in_the_report(cli):
+    result = cli("audit", FIXTURES / "ttt_score_first_toplevel.py", "--env", "HF_TOKEN=hf_abcdefgh123", "--json")
+    assert result.exit_code == 0
+    assert "hf_abcdefgh123" not in result.stdout
+    assert json.loads(result.stdout)["env"] == {"HF_TOKEN": "***"}

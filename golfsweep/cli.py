@@ -328,11 +328,13 @@ def export(
     non_record: Annotated[bool, typer.Option("--non-record", help="Allow a trial that breaks a limit.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: sweep name + trial).")] = None,
     author: Annotated[Optional[str], typer.Option(help="Author for submission.json.")] = None,
+    sweep_file: Annotated[Optional[Path], typer.Option("--sweep-file", help=SWEEP_FILE_HELP)] = None,
 ) -> None:
     """Write a records folder: submission.json, per-seed logs, the exact train_gpt.py, README.md."""
     from golfsweep.results import export_record
 
-    folder = export_record(sweep_dir, trial, out, non_record=non_record, name=name, author=author)
+    folder = export_record(sweep_dir, trial, out, non_record=non_record, name=name, author=author,
+                           secret_env=_sweep_file_env(sweep_file))
     typer.echo(f"wrote {folder}")
 
 
@@ -340,11 +342,25 @@ def export(
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    sweep_file: Annotated[Optional[Path], typer.Option("--sweep-file", help=SWEEP_FILE_HELP)] = None,
 ) -> None:
     """One self-contained HTML report: table, mean ± std with seeds, BPB vs knobs, curves, artifact bytes."""
     from golfsweep.results import write_report
 
-    typer.echo(f"wrote {write_report(sweep_dir, out)}")
+    typer.echo(f"wrote {write_report(sweep_dir, out, secret_env=_sweep_file_env(sweep_file))}")
+
+
+SWEEP_FILE_HELP = ("The sweep file: its [env] secret values are masked too (needed only for sweep directories "
+                   "written before golfsweep redacted run output).")
+
+
+def _sweep_file_env(path: Optional[Path]) -> dict[str, str]:
+    """The ``[env]`` table of a sweep file, read without validating the rest (the script may not be here)."""
+    if path is None:
+        return {}
+    from golfsweep.search_spaces import read_env_table
+
+    return read_env_table(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

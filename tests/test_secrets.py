@@ -28,7 +28,9 @@ from golfsweep.results import Store, format_status, format_table, load_sweep
 from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
 from golfsweep.search_spaces import SECRET_MASK, is_secret_name, load_spec, mask_env
 from golfsweep.worker import RunState, parse_log
+from golfsweep.paths import SweepPaths
 from tests.conftest import invoke_cli, run_sweep_in_process, write_sweep
+from tests.fixtures.records import sweeps
 
 INHERITED = "GOLFSWEEP_TEST_AUTH_TOKEN"  # set in the driver's environment, not in the sweep file
 SHORT = ("PIN_TOKEN", "42")  # a secret too short to mask everywhere: masked next to its name only
@@ -368,3 +370,21 @@ def test_the_worker_masks_secrets_it_only_finds_in_the_node_environment(tmp_path
     assert res.reason and "/nonexistent/***" in res.reason and node_secret not in res.reason
     assert node_secret not in repr(bad) and "/nonexistent" not in repr(bad)  # RunSpec's repr hides env
     _assert_in_no_file([tmp_path], {"NODE_TOKEN": node_secret})
+
+
+def test_export_and_report_mask_the_sweep_files_secrets_given_on_the_command_line(tmp_path, cli):
+    """An old sweep directory (run output never redacted) exports cleanly when the sweep file is given."""
+    secret = "hf_OLDSWEEPsecret0123456789"
+    root = sweeps.store_sweep(tmp_path / "sweep", {0: {"params": {"KNOB_X": 1.0}, "runs": {
+        s: {"val_bpb": 1.2, "val_loss": 2.0} for s in (1, 2, 3)}}})
+    for seed in (1, 2, 3):
+        log = SweepPaths.of(root).run_log(0, seed)
+        log.write_text(log.read_text() + f"env dump: {secret}\n")
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(f'[sweep]\nname = "x"\n[env]\nHF_TOKEN = "{secret}"\n')
+    out = tmp_path / "record"
+    assert cli("export", root, "--trial", "0", "--out", out, "--non-record", "--sweep-file", sweep_file).exit_code == 0
+    assert cli("report", root, "--out", tmp_path / "r.html", "--sweep-file", sweep_file).exit_code == 0
+    for path in [*out.rglob("*"), tmp_path / "r.html"]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -106,24 +106,25 @@ class CallMixin:
         if attr in ("eval", "train") and not node.args:
             return CLEAN
         if attr == "state_dict" and not node.args and not self._is_optimizer(recv):
-            return V(snap=st.led.updated)  # model weights, with the updates they have seen
+            return V(snap=self.judge.weights(st.led, recv.models))  # with the updates they have seen
         if attr == "load_state_dict" and node.args and not self._is_optimizer(recv):
             args, kwargs = self._ev_args(node, st)
             if args[0].snap is not None:
-                self.judge.load_weights(st.led, args[0].snap)
+                self.judge.load_weights(st.led, args[0].snap, recv.models)
             return CLEAN
         targets = self._resolve_method(recv, attr)  # a method of one of the script's classes
         if targets:
             args, kwargs = self._ev_args(node, st)
-            res = None
+            res, inlined = None, []
             for owner, fn in targets:
                 cls = self.classes.get(owner)
                 if cls is not None and cls.is_module and not self.has_update(fn):
-                    res = join(res, self._opaque(node, args, kwargs, st))
-                    continue
-                self_val = recv if (recv.inst or recv.classes) else V(inst=frozenset({owner}))
-                res = join(res, self.inline(FuncRef(fn, owner, None), node, [self_val] + args, kwargs, st,
-                                            explicit_self=True))
+                    res = join(res, self._opaque(node, args, kwargs, st, callee=recv))
+                else:
+                    inlined.append(FuncRef(fn, owner, None))
+            if inlined:
+                self_val = recv if (recv.inst or recv.classes) else V(inst=frozenset(r.owner for r in inlined))
+                res = join(res, self._inline_each(inlined, node, [self_val] + args, kwargs, st, explicit_self=True))
             return res
         held = self.get_attr(recv, attr)
         if held.funcs or held.classes or held.inst:
@@ -150,6 +151,8 @@ class CallMixin:
             return join(recv, added).data() if attr.endswith("_") else CLEAN
         if attr in vocab.METADATA_METHODS:
             return V(idx=join(*everything).idx)
+        if attr in vocab.SAME_OBJECT_METHODS and (recv.inst or recv.models):
+            return recv  # ``model.to(device).bfloat16()`` is still that model
         if attr in vocab.SINK_METHODS:
             self.judge.confirm(st.led, recv.pend)
         if recv.train and not recv.text and attr not in ("format", "join"):
@@ -164,7 +167,7 @@ class CallMixin:
                                       "replace", "strip", "lower", "upper"):
                 return replace(res, text=True)
             return replace(res, text=False) if not recv.text else res
-        return self._opaque(node, args, kwargs, st)
+        return self._opaque(node, args, kwargs, st, callee=recv)
 
     def _run_callbacks(self, node: ast.Call, values: list[V], st) -> V | None:
         """Functions handed to a call the audit cannot see into are assumed to run there, on the
@@ -190,10 +193,24 @@ class CallMixin:
         cands = self.methods.get(attr, [])
         return list(cands) if len(cands) == 1 else []
 
+    def _inline_each(self, refs, node: ast.AST, args: list[V], kwargs: dict, st, explicit_self=False) -> V | None:
+        """Call each of several possible functions on its own copy of the state (one of them runs,
+        not all in a row), then join what they leave."""
+        refs = list(refs)
+        if len(refs) <= 1:
+            return join(*(self.inline(r, node, args, kwargs, st, explicit_self=explicit_self) for r in refs)) \
+                if refs else None
+        res, ends = None, []
+        for ref in refs:
+            path = st.copy()
+            res = join(res, self.inline(ref, node, args, kwargs, path, explicit_self=explicit_self))
+            ends.append(path)
+        joined = join_states(ends)
+        st.env, st.led = joined.env, joined.led
+        return res
+
     def _invoke(self, node: ast.Call, fv: V, args: list[V], kwargs: dict, st) -> V:
-        res: V | None = None
-        for ref in fv.funcs:
-            res = join(res, self.inline(ref, node, args, kwargs, st))
+        res: V | None = self._inline_each(fv.funcs, node, args, kwargs, st)
         for cname in fv.classes:
             res = join(res, self._construct(cname, node, args, kwargs, st))
         if fv.lib:
@@ -209,17 +226,19 @@ class CallMixin:
                 self.note_unknown(f"line {node.lineno}: calls `{dotted(node.func) or '<expression>'}`, which is "
                                   f"not defined in the script")
                 return join(UNK, *args, *kwargs.values()).data()
-            res = self._opaque(node, args, kwargs, st)
+            res = self._opaque(node, args, kwargs, st, callee=fv)
         return res
 
-    def _opaque(self, node: ast.Call, args: list[V], kwargs: dict, st) -> V:
-        """A call the audit treats as running a model (or a loss) on its inputs."""
+    def _opaque(self, node: ast.Call, args: list[V], kwargs: dict, st, callee: V | None = None) -> V:
+        """A call the audit treats as running a model (or a loss) on its inputs; ``callee`` is the
+        model (or method of one) when known, so its events name the model they touch."""
         vals = [v for v in args + list(kwargs.values()) if not v.text]
         data = [v for v in vals if v.val or v.out]
+        models = frozenset().union(*(v.models for v in vals), callee.models if callee is not None else EMPTY)
         res = V(out=bool(data), alts=frozenset().union(*(v.alts for v in data)) if data else EMPTY,
                 train=any(v.train for v in vals), unk=any(v.unk for v in vals),
                 pend=frozenset().union(*(v.pend for v in vals)) if vals else EMPTY,
-                idx=frozenset().union(*(v.idx for v in vals)) if vals else EMPTY)
+                idx=frozenset().union(*(v.idx for v in vals)) if vals else EMPTY, models=models)
         const_nodes = {id(n) for n in self._arg_nodes(node) if isinstance(n, ast.Constant)}
         if any(v.train for v, n in zip(args + list(kwargs.values()), self._arg_nodes(node))
                if not v.text and id(n) not in const_nodes):
@@ -231,16 +250,16 @@ class CallMixin:
         content = [v for v in vals if v.val]
         if content:
             alts = frozenset().union(*(v.alts for v in content))
-            tag = self.judge.score(st.led, self.where(node), alts, tentative=not st.nograd)
+            tag = self.judge.score(st.led, self.where(node), alts, tentative=not st.nograd, models=models)
             if tag is not None:
                 res = replace(res, pend=res.pend | {tag})
         return res
 
     def _construct(self, cname: str, node: ast.Call, args: list[V], kwargs: dict, st) -> V:
-        inst = V(inst=frozenset({cname}))
         cls = self.classes.get(cname)
         if cls is None:
-            return inst
+            return V(inst=frozenset({cname}))
+        inst = V(inst=frozenset({cname}), models=frozenset({f"{cname}@{node.lineno}"}) if cls.is_module else EMPTY)
         hit = self.find_method(cname, "__init__")
         if hit is not None:
             # A model's constructor only matters when one of its methods trains on what it stores.
@@ -273,7 +292,7 @@ class CallMixin:
             return self.env_read(args[0].const, default, has_default=True)
         if qual in ("builtins.getattr",) and len(args) >= 2 and isinstance(args[1].const, str):
             found = self.get_attr(args[0], args[1].const)
-            return join(found, args[2]) if len(args) > 2 and found is CLEAN else found
+            return args[2] if len(args) > 2 and found is CLEAN else found  # nothing stored: the default
         if qual.startswith("builtins.") and short in vocab.CONST_BUILTINS and everything \
                 and all(a.known() for a in everything):
             hit = fold(getattr(builtins, short), *(a.const for a in args),
@@ -291,6 +310,12 @@ class CallMixin:
             return CLEAN
         if qual.startswith("torch.optim.") and short[:1].isupper():
             return V(inst=frozenset({OPTIMIZER}))
+        if qual.startswith("torch.nn.") and short[:1].isupper() and short not in vocab.LOSS_MODULES:
+            return V(models=frozenset({f"{short}@{node.lineno}"}))  # a library module: a model object
+        if qual == "copy.deepcopy" and args and args[0].models:
+            new = f"copy@{node.lineno}"
+            self.judge.clone_model(st.led, args[0].models, new)
+            return replace(args[0], models=frozenset({new}))
         if short in vocab.LOSS_FUNCS and (root == "torch" or qual.startswith("torch.nn.functional.")):
             return self._opaque(node, args, kwargs, st)
         if short in ("matmul", "mm") and root == "torch" and len(node.args) == 2:

@@ -147,8 +147,8 @@ class ExprMixin:
                     res = join(res, stored)
                     break
             hit = self.find_method(c, attr)
-            if hit is not None:
-                res = join(res, V(funcs=frozenset({self.funcref(hit[1], hit[0], None)})))
+            if hit is not None:  # a bound method: calling it runs the same model
+                res = join(res, V(funcs=frozenset({self.funcref(hit[1], hit[0], None)}), models=base.models))
         if res is None:
             if owners:
                 res = CLEAN
@@ -356,11 +356,14 @@ class ExprMixin:
     ev_List = ev_Tuple
 
     def ev_Set(self, node: ast.Set, st) -> V:
-        return join(*(self.ev(e, st) for e in node.elts)).data()
+        res = join(*(self.ev(e, st) for e in node.elts))
+        return replace(res.data(), funcs=res.funcs, inst=res.inst)
 
     def ev_Dict(self, node: ast.Dict, st) -> V:
+        """A dict holds its values: functions in a dispatch table stay callable through it."""
         keys = join(*(self.ev(e, st) for e in node.keys if e is not None))
-        return join(keys, *(self.ev(e, st) for e in node.values)).data() if node.keys else CLEAN
+        res = join(keys, *(self.ev(e, st) for e in node.values)) if node.keys else CLEAN
+        return replace(res.data(), funcs=res.funcs, inst=res.inst, classes=res.classes)
 
     def ev_Yield(self, node: ast.Yield, st) -> V:
         self.frame.returns.append(self.ev(node.value, st) if node.value is not None else CLEAN)

@@ -29,7 +29,13 @@ from dataclasses import dataclass, replace
 from golfsweep.audit._report import Finding, Rule, Severity
 from golfsweep.audit._values import PREV, V, covered, covers, overlap
 
-__all__ = ["Judge", "Ledger", "Where"]
+__all__ = ["ANY_MODEL", "Judge", "Ledger", "Where"]
+
+ANY_MODEL = "*"  # an update whose model the audit could not tell: it may be any model's
+
+
+def _touches(entry_model: str, models: frozenset) -> bool:
+    return not models or entry_model == ANY_MODEL or entry_model in models or ANY_MODEL in models
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class Ledger:
     def __init__(self, scored: frozenset = frozenset(), updated: frozenset = frozenset(),
                  saved: frozenset | None = None, reloaded: bool = False, evaluating: str = "") -> None:
         self.scored = scored  # {(identity, tag)}: tag None = definite, int = tentative score
-        self.updated = updated  # {(identity, line of the update)}
+        self.updated = updated  # {(identity, line of the update, model id or ANY_MODEL)}
         self.saved = saved  # updates the serialized weights had seen; None: nothing serialized
         self.reloaded = reloaded  # serialized weights were read back
         self.evaluating = evaluating  # why evaluation is known to be under way ("" : not yet)
@@ -65,7 +71,7 @@ class Ledger:
 
     def remap(self, f: Callable[[frozenset], frozenset]) -> None:
         self.scored = frozenset((f(a), t) for a, t in self.scored)
-        self.updated = frozenset((f(a), line) for a, line in self.updated)
+        self.updated = frozenset((f(a), line, m) for a, line, m in self.updated)
         if self.saved:
             self.saved = frozenset((f(a), line) for a, line in self.saved)
 
@@ -113,9 +119,9 @@ class Judge:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def score(self, led: Ledger, where: Where, alts: frozenset, tentative: bool) -> int | None:
-        """A model or loss call on validation tokens. Returns the tag of a tentative score: one made
-        with gradients on, which is withdrawn if its output reaches a backward pass."""
+    def score(self, led: Ledger, where: Where, alts: frozenset, tentative: bool, models: frozenset) -> int | None:
+        """A model or loss call on validation tokens, by ``models`` (empty: unknown). Returns the tag of
+        a tentative score: one made with gradients on, withdrawn if its output reaches a backward pass."""
         self.events += 1
         if led.reloaded and not led.evaluating:
             led.evaluating = f"after the artifact was read back and scored at line {where.line}"
@@ -124,7 +130,7 @@ class Judge:
             self.tags += 1
             tag = self.tags
         for a in alts:
-            sites = [line for u, line in led.updated if overlap(a, u)]
+            sites = [line for u, line, m in led.updated if _touches(m, models) and overlap(a, u)]
             if sites:
                 f = self._finding(Rule.RESCORE, where, "validation tokens are scored after the model was updated "
                                   f"on them at line {', '.join(map(str, sorted(set(sites))))} (adapt-then-evaluate "
@@ -166,7 +172,7 @@ class Judge:
                     Rule.UPDATE_BEFORE_SCORE, where, "the model is updated on validation tokens that have not been "
                     "scored yet (train-then-score, or fine-tuning on validation data)"))
                 break
-        led.updated = led.updated | {(u, where.line) for u in v.alts}
+        led.updated = led.updated | {(u, where.line, m) for u in v.alts for m in (v.models or {ANY_MODEL})}
         if not led.evaluating:
             led.evaluating = f"after the model trained on validation tokens at line {where.line}"
         return True
@@ -189,10 +195,19 @@ class Judge:
                           f"{led.evaluating} ({what})")
         self.report(f, key=(Rule.TRAIN_IN_EVAL, where.line, where.source, where.condition))
 
+    def weights(self, led: Ledger, models: frozenset) -> frozenset:
+        """The updates the weights of ``models`` have seen, as ``(identity, line)``: a snapshot."""
+        return frozenset((u, line) for u, line, m in led.updated if _touches(m, models))
+
+    def clone_model(self, led: Ledger, models: frozenset, new: str) -> None:
+        """``deepcopy`` of a model: the copy starts with the updates its source had seen."""
+        self.events += 1
+        led.updated = led.updated | {(u, line, new) for u, line in self.weights(led, models)}
+
     def serialize(self, led: Ledger, snap: frozenset | None) -> None:
         """Model weights written out (``torch.save``, bytes of a state dict written to a file)."""
         self.events += 1
-        weights = snap if snap is not None else led.updated
+        weights = snap if snap is not None else self.weights(led, frozenset())
         led.saved = weights if led.saved is None else led.saved | weights
 
     def deserialize(self, led: Ledger) -> frozenset | None:
@@ -203,11 +218,13 @@ class Judge:
             led.reloaded = True
         return led.saved
 
-    def load_weights(self, led: Ledger, snap: frozenset) -> None:
-        """Weights restored into a model: a fresh pass over the validation set starts."""
+    def load_weights(self, led: Ledger, snap: frozenset, models: frozenset) -> None:
+        """Weights restored into ``models`` (empty: unknown, so any): a fresh pass over the validation
+        set starts, and those models have seen exactly the updates the weights had."""
         self.events += 1
         led.scored = frozenset()
-        led.updated = snap
+        kept = {e for e in led.updated if models and e[2] not in models and e[2] != ANY_MODEL}
+        led.updated = frozenset(kept | {(u, line, m) for u, line in snap for m in (models or {ANY_MODEL})})
 
     def finish(self) -> list[Finding]:
         for fs in self.pending.values():

@@ -53,7 +53,9 @@ class V:
     see; ``text``: a string or path, not tensor data; ``snap``: model weights (a state dict or what
     was computed from one), with the updates those weights had seen, as ``(identity, line)`` pairs;
     ``const``: a known constant and ``envkeys`` the unpinned environment variables it was read from.
-    ``items``/``kwitems`` keep the arguments a ``*args``/``**kwargs`` parameter packed, so a wrapper
+    ``models`` names the model objects (by allocation site: ``GPT@812``, a ``deepcopy`` of one) a value
+    is, or that computed it, so a gradient step updates the model it ran through and a score is
+    checked against that model's updates only. ``items``/``kwitems`` keep the arguments a ``*args``/``**kwargs`` parameter packed, so a wrapper
     that forwards ``fn(*args, **kwargs)`` passes each one to its place.
     """
 
@@ -72,6 +74,7 @@ class V:
     snap: frozenset | None = None
     const: object = NO_CONST
     envkeys: frozenset = EMPTY
+    models: frozenset = EMPTY  # model objects (allocation sites) this value is or was computed by
     items: tuple | None = None  # ``*args`` a function received: the values, in order
     kwitems: tuple | None = None  # ``**kwargs`` a function received: (name, value) pairs
 
@@ -124,6 +127,7 @@ def join(*values: V | None) -> V:
         snap=frozenset().union(*snaps) if snaps else None,
         const=vs[0].const if len(consts) == 1 else NO_CONST,
         envkeys=frozenset().union(*(v.envkeys for v in vs)) if len(consts) == 1 else EMPTY,
+        models=frozenset().union(*(v.models for v in vs)),
         items=vs[0].items if all(v.items == vs[0].items for v in vs) else None,
         kwitems=vs[0].kwitems if all(v.kwitems == vs[0].kwitems for v in vs) else None,
     )

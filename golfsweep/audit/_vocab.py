@@ -155,3 +155,9 @@ CONST_BUILTINS = {"int", "float", "bool", "str", "len", "min", "max", "abs", "ro
 CONST_STR_METHODS = {"lower", "upper", "strip", "lstrip", "rstrip", "split", "replace", "startswith", "endswith",
                      "isdigit", "casefold", "title", "join", "count", "find", "rsplit", "removeprefix",
                      "removesuffix", "zfill", "get"}
+# ``torch.nn`` classes that are losses, not models.
+LOSS_MODULES = {"CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss",
+                "SmoothL1Loss", "HuberLoss"}
+# Methods that return the module they are called on (``model.to(device)``).
+SAME_OBJECT_METHODS = {"to", "cuda", "cpu", "float", "half", "bfloat16", "double", "requires_grad_", "share_memory",
+                       "train", "eval", "apply"}

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import tempfile
-import types
 from dataclasses import asdict
 from pathlib import Path
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from typing import Any
 from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_name
-from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks
+from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks, trial_env
 from golfsweep.results._store import RunRecord, Store
 from golfsweep.results._table import SweepData, load_sweep
 from golfsweep.worker import RunState
@@ -77,11 +76,13 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
             reasons.append(f"seed {seed}: log {str(log)!r} is missing")
-    audit = _static_audit(script_bytes)
+    audit = _static_audit(data, script_bytes, trial_env(data, params))
     if audit["verdict"] == "flagged":
-        first = audit["findings"][0] if audit["findings"] else {}
+        first = next((f for f in audit["findings"] if f["severity"] == "violation"), {})
         reasons.append(f"compliance audit flagged {SCRIPT_NAME}"
                        + (f" ({first.get('rule')} at line {first.get('line')})" if first else ""))
+    elif audit["verdict"] == "error":
+        reasons.append(audit["notes"][0])
     if reasons and not non_record:
         raise GolfsweepError(f"--trial: trial {t} is not a valid record: {'; '.join(reasons)} "
                              f"(use --non-record to export it as a non-record submission)")
@@ -150,11 +151,16 @@ def _verified_script(data: SweepData) -> tuple[bytes, str]:
     return raw, sha
 
 
-def _static_audit(script_bytes: bytes) -> dict[str, Any]:
-    """Audit the exact bytes being exported, under the name they will have."""
-    from golfsweep.audit import audit_source
+def _static_audit(data: SweepData, script_bytes: bytes, env: dict[str, str]) -> dict[str, Any]:
+    """Audit the exact bytes being exported, under the configuration the trial ran (its env), from the
+    sweep's copy of the script (files it runs are looked for beside it). A script the audit cannot
+    read at all is reported as such (verdict ``error``), which export treats as not a valid record."""
+    from golfsweep.audit import AuditInputError, audit_source
 
-    return audit_source(script_bytes.decode("utf-8", errors="replace"), path=SCRIPT_NAME).to_dict()
+    try:
+        return audit_source(script_bytes.decode("utf-8"), path=data.paths.script(SCRIPT_NAME), env=env).to_dict()
+    except (AuditInputError, UnicodeDecodeError) as exc:
+        return {"verdict": "error", "findings": [], "notes": [f"the audit could not run: {exc}"]}
 
 
 def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[int, RunRecord],
@@ -202,7 +208,7 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
         "metric_label": ok[0].metric_label if ok else None,
         "seeds": list(data.seeds),
         "seed_results": seed_results,
-        "hyperparameters": _env(data, params),
+        "hyperparameters": trial_env(data, params),
         "compliance": {
             "artifact_under_16mb": by_rule["artifact_bytes"].ok,
             "train_under_600s": by_rule["train_seconds"].ok,
@@ -282,16 +288,6 @@ def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: 
     lines += [f"- `train_seed{seed}.log`" for seed in logs]
     lines += ["- `submission.json`", ""]
     return "\n".join(lines)
-
-
-def _env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:
-    from golfsweep.search_spaces import config_env
-
-    space = types.SimpleNamespace(space=[types.SimpleNamespace(name=p["name"], env=p["env"])
-                                         for p in data.spec["space"] if p["name"] in params])
-    env = {str(k): str(v) for k, v in sorted(data.spec.get("env", {}).items())}
-    env.update(config_env(space, params))  # type: ignore[arg-type]
-    return env
 
 
 def _launch(data: SweepData) -> str:

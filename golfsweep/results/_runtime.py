@@ -70,7 +70,7 @@ def trial_env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:
     from golfsweep.search_spaces import config_env
 
     space = types.SimpleNamespace(space=[types.SimpleNamespace(name=p["name"], env=p["env"])
-                                         for p in data.spec["space"]])
+                                         for p in data.spec["space"] if p["name"] in params])
     env = {str(k): str(v) for k, v in sorted(data.spec.get("env", {}).items())}
     env.update(config_env(space, params))  # type: ignore[arg-type]
     return env

@@ -24,6 +24,7 @@ from golfsweep.search_spaces._spec import (
     is_secret_name,
     load_spec,
     mask_env,
+    read_env_table,
     spec_from_dict,
 )
 
@@ -31,5 +32,5 @@ __all__ = [
     "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
     "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "config_env", "describe_spec",
     "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
-    "spec_from_dict",
+    "read_env_table", "spec_from_dict",
 ]

@@ -197,18 +197,30 @@ _METRICS = ("val_bpb", "val_loss")
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep file; raises ``SpecError`` listing every problem."""
     p = Path(path)
+    return spec_from_dict(_read_toml(p), base_dir=p.resolve().parent, source=p.resolve())
+
+
+def read_env_table(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``[env]`` table of a sweep file as strings, without validating the rest of the file."""
+    p = Path(path)
+    env = _read_toml(p).get("env", {})
+    if not isinstance(env, dict):
+        raise SpecError([f"env: must be a table, got {type(env).__name__}"], source=str(p))
+    return {str(k): str(v) for k, v in env.items() if not isinstance(v, (dict, list))}
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
     if not p.exists():
         raise SpecError([f"sweep file: must exist, got {str(p)!r}"])
     if p.is_dir():
         raise SpecError([f"sweep file: must be a file, got directory {str(p)!r}"])
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"TOML syntax: {exc}"], source=str(p)) from None
     except UnicodeDecodeError as exc:
         raise SpecError([f"sweep file: must be UTF-8 text, got undecodable byte at {exc.start}"],
                         source=str(p)) from None
-    return spec_from_dict(data, base_dir=p.resolve().parent, source=p.resolve())
 
 
 def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None = None) -> SweepSpec:

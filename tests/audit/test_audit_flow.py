@@ -124,6 +124,14 @@ def test_weights_that_trained_on_validation_keep_it_through_the_round_trip():
     assert ("rescore_after_update", 12) in rules(report)
 
 
+def test_an_update_belongs_to_the_model_it_ran_through():
+    assert audit_file(FIXTURES / "ttt_on_a_copy.py").verdict is Verdict.CLEAN
+    same_model = (FIXTURES / "ttt_on_a_copy.py").read_text().replace("copy.deepcopy(raw)", "raw")
+    report = audit_source(same_model)
+    assert report.verdict is Verdict.FLAGGED  # the adapted weights are the ones saved and scored
+    assert {r for r, _ in rules(report)} == {"update_before_score", "rescore_after_update"}
+
+
 def test_calibration_on_training_data_after_saving_raw_weights_is_not_evaluation():
     assert audit_file(FIXTURES / "train_and_eval_gptq_train.py").verdict is Verdict.CLEAN
 

@@ -45,6 +45,7 @@ EXPECTED = {
     "roundtrip_fresh_pass.py": Verdict.CLEAN,
     "exclusive_modes.py": Verdict.CLEAN,
     "pep701_ttt.py": Verdict.CLEAN,
+    "ttt_on_a_copy.py": Verdict.CLEAN,
 }
 NOT_PYTHON = {"syntax_error.py"}  # cannot be audited at all: an error, never a verdict
 

@@ -174,3 +174,32 @@ def test_export_refuses_a_script_the_audit_flags_unless_non_record(tmp_path):
     out = export_record(root, 0, tmp_path / "rec", non_record=True)
     sub = json.loads((out / "submission.json").read_text())
     assert sub["non_record"] is True and any("audit flagged" in r for r in sub["non_record_reasons"])
+
+
+SWITCHED_CHEAT = b"""import os, numpy as np, torch, torch.nn.functional as F
+val = torch.from_numpy(np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16).astype(np.int64))
+model = torch.nn.Linear(4, 4)
+if float(os.environ.get("KNOB_X", "0")) >= 3:
+    F.cross_entropy(model(val[:-1]), val[1:]).backward()
+with torch.no_grad():
+    print(F.cross_entropy(model(val[:-1]), val[1:]).item())
+"""
+
+
+@pytest.mark.parametrize("knob, refused", [(1.0, False), (3.0, True)])
+def test_export_audits_the_script_as_the_trial_ran_it(tmp_path, knob, refused):
+    root = sweeps.store_sweep(tmp_path / "sweep", {0: {"params": {"KNOB_X": knob}, "runs": {
+        s: {"val_bpb": 1.2, "val_loss": 2.0} for s in (1, 2, 3)}}}, script=SWITCHED_CHEAT)
+    if refused:
+        with pytest.raises(GolfsweepError, match=r"compliance audit flagged train_gpt.py \(update_before_score"):
+            export_record(root, 0, tmp_path / "rec")
+    else:
+        sub = json.loads((export_record(root, 0, tmp_path / "rec") / "submission.json").read_text())
+        assert sub["compliance"]["static_audit"]["verdict"] == "clean"
+
+
+def test_export_refuses_a_script_the_audit_cannot_read(tmp_path):
+    root = sweeps.store_sweep(tmp_path / "sweep", {0: {"params": {"KNOB_X": 1.0}, "runs": {
+        s: {"val_bpb": 1.2, "val_loss": 2.0} for s in (1, 2, 3)}}}, script=b"# nothing but a comment\n")
+    with pytest.raises(GolfsweepError, match="the audit could not run: .*empty file"):
+        export_record(root, 0, tmp_path / "rec")

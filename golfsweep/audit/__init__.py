@@ -1,5 +1,5 @@
-"""Compliance audit of Parameter Golf scripts: a static audit of a train_gpt.py (no code of the
-script is ever run) and runtime-rule checks on a sweep's per-seed results. No ray, no torch.
+"""Static compliance audit of Parameter Golf scripts: no code of the script is ever run (runtime
+limits are ``golfsweep.limits``). No ray, no torch.
 
 Layout: :mod:`._syntax` and :mod:`._decode` turn a file into one AST (newer syntax, wrapped code);
 :mod:`._interp` (with :mod:`._exprs`, :mod:`._calls`, :mod:`._state`, :mod:`._values`) interprets it
@@ -9,7 +9,6 @@ and emits events; :mod:`._rules` judges them; :mod:`._scan` checks the whole fil
 
 from golfsweep.audit._audit import audit_file, audit_source
 from golfsweep.audit._report import AuditInputError, AuditReport, Finding, Rule, Severity, Verdict
-from golfsweep.audit._runtime import RuntimeCheck, check_runtime
 
-__all__ = ["AuditInputError", "AuditReport", "Finding", "Rule", "RuntimeCheck", "Severity", "Verdict",
-           "audit_file", "audit_source", "check_runtime"]
+__all__ = ["AuditInputError", "AuditReport", "Finding", "Rule", "Severity", "Verdict", "audit_file",
+           "audit_source"]

@@ -9,7 +9,6 @@ from golfsweep.orchestrator._api import (
 )
 from golfsweep.orchestrator._backend import InProcessBackend, RayBackend, RunBackend
 from golfsweep.orchestrator._driver import (
-    CONSTRAINT_NAMES,
     Driver,
     Snapshot,
     check_sweep_dir,
@@ -20,7 +19,7 @@ from golfsweep.orchestrator._driver import (
 from golfsweep.orchestrator._progress import TerminalProgress
 
 __all__ = [
-    "CONSTRAINT_NAMES", "Driver", "InProcessBackend", "RayBackend", "RunBackend", "Snapshot", "SweepOutcome",
+    "Driver", "InProcessBackend", "RayBackend", "RunBackend", "Snapshot", "SweepOutcome",
     "TerminalProgress", "check_local_paths", "check_sweep_dir", "default_sweep_dir", "make_backend",
     "planned_runs", "prepare_sweep_dir", "run_sweep", "spec_for_resume",
 ]

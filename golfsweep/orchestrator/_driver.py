@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.limits import check as limits_check
 from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import MIN_SECRET_LENGTH, REDACTED_META, Redactor
@@ -35,8 +36,6 @@ from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_
 from golfsweep.search_spaces import SweepSpec, config_env, describe_spec, distributions, make_sampler, mask_env
 from golfsweep.worker import RunResult, RunSpec, RunState
 
-#: Optuna constraint names (value ≤ 0 is feasible): how far each limit is exceeded.
-CONSTRAINT_NAMES = ("artifact_bytes", "train_seconds", "eval_seconds")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -260,27 +259,12 @@ class Driver:
         metric = self.spec.metric
         values = [getattr(r, metric) for r in runs]
         value = sum(values) / len(values)
-        for name, excess in zip(CONSTRAINT_NAMES, self._constraints(runs)):
-            trial.set_constraint(name, excess)
+        for c in limits_check(self.spec.limits, runs):  # unproven limits count as infeasible
+            trial.set_constraint(c.rule, c.excess())
         trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
         self.store.finish_trial(trial_number, TrialState.COMPLETE, value)
         self.study.tell(trial, value)
         self._log(f"trial {trial_number} complete: mean {metric} {value:.6f}")
-
-    def _constraints(self, runs: list[RunRecord]) -> list[float]:
-        lim = self.spec.limits
-
-        def over(values: list[float | None], limit: float) -> float:
-            known = [v for v in values if v is not None]
-            return max(known) - limit if known else 0.0
-
-        return [
-            over([r.bytes_total for r in runs], lim.artifact_bytes),
-            over([r.train_time_ms / 1000 if r.train_time_ms is not None else None for r in runs],
-                 lim.train_seconds),
-            over([r.eval_time_ms / 1000 if r.eval_time_ms is not None else None for r in runs],
-                 lim.eval_seconds),
-        ]
 
     def _trial(self, number: int) -> optuna.trial.Trial:
         if number not in self._trials:  # after a restart: rebuild the handle from storage

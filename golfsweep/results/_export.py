@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_name
-from golfsweep.results._runtime import pick_trial, record_limits, runtime_checks, trial_env
+from golfsweep.results._runtime import _checked, pick_trial, record_limits, runtime_checks, trial_env
 from golfsweep.results._store import RunRecord, Store
 from golfsweep.results._table import SweepData, load_sweep
 from golfsweep.worker import RunState
@@ -171,7 +170,7 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
     bpb = [r.val_bpb for r in ok]
     loss = [r.val_loss for r in ok if r.val_loss is not None]
     sizes = [r.bytes_total for r in ok if r.bytes_total is not None]
-    limits = record_limits(data)
+    limits = _checked(record_limits(data))
     by_rule = {c.rule: c for c in checks}
     seed_results: dict[str, Any] = {}
     for seed in data.seeds:
@@ -216,7 +215,7 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
             "all_seeds_reported": by_rule["all_seeds_reported"].ok,
             "three_seeds": len(ok) >= 3,
             "limits": limits,
-            "runtime_checks": [asdict(c) for c in checks],
+            "runtime_checks": [c.to_dict() for c in checks],
             "static_audit": {k: audit[k] for k in audit if k in ("verdict", "findings", "notes")},
         },
         "golfsweep": {"sweep": sweep, "trial": trial, "params": params, "script_sha256": sha,

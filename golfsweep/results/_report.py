@@ -164,9 +164,9 @@ def _td(v: Any) -> str:
 
 
 def _passfail(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "<td>?</td>"
-    return '<td class="pass">pass</td>' if v else '<td class="fail">FAIL</td>'
+    """A limit's outcome (``golfsweep.limits``): unproven is shown as such, never as a pass."""
+    return {"pass": '<td class="pass">pass</td>', "fail": '<td class="fail">FAIL</td>'}.get(
+        v, '<td class="unproven">unproven</td>')
 
 
 # --------------------------------------------------------------------------- charts

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import types
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.limits import Limits, check
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
-from golfsweep.limits import Limits
-
-#: The challenge's own limits; a records folder is checked against these even if a sweep was looser.
-CHALLENGE_LIMITS = Limits()
 
 
 def pick_trial(data: SweepData, trial: int | None) -> int:
@@ -30,22 +26,14 @@ def pick_trial(data: SweepData, trial: int | None) -> int:
     return trial
 
 
-def record_limits(data: SweepData) -> dict[str, float]:
-    """The stricter of the sweep's limits and the challenge's."""
-    lim = data.limits
-    return {
-        "artifact_bytes": min(int(lim["artifact_bytes"]), CHALLENGE_LIMITS.artifact_bytes),
-        "train_seconds": min(float(lim["train_seconds"]), CHALLENGE_LIMITS.train_seconds),
-        "eval_seconds": min(float(lim["eval_seconds"]), CHALLENGE_LIMITS.eval_seconds),
-    }
+def record_limits(data: SweepData) -> Limits:
+    """The stricter of the sweep's limits and the challenge's: a records folder obeys the challenge."""
+    return Limits.from_dict(data.limits).stricter(Limits())
 
 
 def runtime_checks(data: SweepData, trial: int) -> list[Any]:
-    """``golfsweep.audit.check_runtime`` over one config's runs, against :func:`record_limits`."""
-    from golfsweep.audit import check_runtime
-
-    runs = [r for r in data.runs if r.trial == trial]
-    return list(check_runtime(runs, seeds=data.seeds, **record_limits(data)))
+    """``golfsweep.limits.check`` of one config's runs against :func:`record_limits`, every seed included."""
+    return check(record_limits(data), [r for r in data.runs if r.trial == trial], seeds=data.seeds)
 
 
 def runtime_checks_for(sweep_dir: str | Path, trial: int | None = None) -> dict[str, Any]:
@@ -53,15 +41,20 @@ def runtime_checks_for(sweep_dir: str | Path, trial: int | None = None) -> dict[
     data = load_sweep(sweep_dir)
     t = pick_trial(data, trial)
     params = next(tr.params for tr in data.trials if tr.trial == t)
-    checks = [asdict(c) for c in runtime_checks(data, t)]
+    checks = [c.to_dict() for c in runtime_checks(data, t)]
     return {
         "sweep": str(data.paths.root),
         "trial": t,
         "params": params,
-        "limits": record_limits(data),
+        "limits": _checked(record_limits(data)),
         "ok": all(c["ok"] for c in checks),
         "checks": checks,
     }
+
+
+def _checked(limits: Limits) -> dict[str, float]:
+    return {"artifact_bytes": limits.artifact_bytes, "train_seconds": limits.train_seconds,
+            "eval_seconds": limits.eval_seconds}
 
 
 def trial_env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
+from golfsweep.limits import Limits, Outcome, check
 from golfsweep.paths import SweepPaths
 from golfsweep.results._store import RunRecord, Store, TrialRecord
 from golfsweep.worker._types import RunState
@@ -55,24 +56,12 @@ def load_sweep(sweep_dir: str | Path) -> SweepData:
         return SweepData(paths=paths, spec=json.loads(raw), trials=store.trials(), runs=store.runs())
 
 
-def limit_checks(data: SweepData, runs: Sequence[RunRecord]) -> dict[str, bool | None]:
-    """Pass/fail per limit over a config's completed runs; None where no run reported the value."""
-    ok = [r for r in runs if r.state is RunState.COMPLETE]
-    lim = data.limits
+LIMIT_COLUMNS = {"artifact_bytes": "bytes_ok", "train_seconds": "train_ok", "eval_seconds": "eval_ok"}
 
-    def check(values: list[float | None], limit: float) -> bool | None:
-        known = [v for v in values if v is not None]
-        if not known:
-            return None
-        return max(known) <= limit and len(known) == len(values)
 
-    return {
-        "bytes_ok": check([r.bytes_total for r in ok], lim["artifact_bytes"]),
-        "train_ok": check([None if r.train_time_ms is None else r.train_time_ms / 1000 for r in ok],
-                          lim["train_seconds"]),
-        "eval_ok": check([None if r.eval_time_ms is None else r.eval_time_ms / 1000 for r in ok],
-                         lim["eval_seconds"]),
-    }
+def limit_checks(data: SweepData, runs: Sequence[RunRecord]) -> dict[str, str]:
+    """Each limit's outcome over a config's runs (``pass``/``fail``/``unproven``: ``golfsweep.limits``)."""
+    return {LIMIT_COLUMNS[c.rule]: c.outcome.value for c in check(Limits.from_dict(data.limits), runs)}
 
 
 def runs_frame(data: SweepData) -> pd.DataFrame:
@@ -121,7 +110,7 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
             "max_train_s": _max_s([r.train_time_ms for r in ok]),
             "max_eval_s": _max_s([r.eval_time_ms for r in ok]),
             **checks,
-            "feasible": all_done and all(v is not False for v in checks.values()),
+            "feasible": all_done and all(v == Outcome.PASS.value for v in checks.values()),
             "state": t.state,
             "failed": failed,
         }
@@ -198,8 +187,8 @@ def _markdown(flat: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _passfail(v: bool | None) -> str:
-    return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else ("pass" if v else "FAIL")
+def _passfail(v: str) -> str:
+    return "FAIL" if v == Outcome.FAIL.value else str(v)
 
 
 

@@ -73,7 +73,7 @@ def test_oversized_artifact_is_infeasible_and_never_best(tmp_path):
     small = df[df["params"].map(lambda p: p["BIG_MODEL"] == "0")].iloc[0]
     assert big["mean_val_bpb"] < small["mean_val_bpb"]  # tempting: better BPB ...
     assert big["max_bytes_total"] == 16_000_001  # ... measured on disk, script bytes included
-    assert big["bytes_ok"] is False or big["bytes_ok"] == False  # noqa: E712 (numpy bool)
+    assert big["bytes_ok"] == "fail"
     assert not big["feasible"] and small["feasible"]
     assert df.iloc[0]["trial"] == small["trial"]  # never reported best
     md = format_table(data, "md")
@@ -83,6 +83,19 @@ def test_oversized_artifact_is_infeasible_and_never_best(tmp_path):
     by_big = {t.params["BIG_MODEL"]: t for t in study.trials}
     assert by_big["1"].constraints["artifact_bytes"] == 1  # 1 byte over the limit
     assert by_big["0"].constraints["artifact_bytes"] < 0
+
+
+def test_a_limit_no_run_reported_is_unproven_never_a_pass(tmp_path):
+    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1, 2), env={"EVAL_MS": "none"}))
+    Driver(spec, tmp_path / "out", InProcessBackend(max_parallel=2), poll_seconds=0.05).run()
+    data = load_sweep(tmp_path / "out")
+    row = summary_frame(data).iloc[0]
+    assert row["n_ok"] == 2 and row["eval_ok"] == "unproven" and row["bytes_ok"] == "pass"
+    assert not row["feasible"]
+    assert "unproven" in format_table(data, "md").splitlines()[-1]
+    assert json.loads(format_table(data, "json"))[0]["eval_ok"] == "unproven"
+    study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    assert study.trials[0].constraints["eval_seconds"] > 0  # infeasible to the sampler too
 
 
 def test_failed_seed_fails_the_trial_and_is_not_averaged(tmp_path):

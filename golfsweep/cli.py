@@ -136,9 +136,9 @@ def _print_plan(spec) -> None:
     typer.echo("resolved sweep (value, then where it came from):")
     for line in describe_spec(spec):
         typer.echo(f"  {line}")
-    launcher = spec.launcher_command
-    cmd = (f"torchrun --standalone --nproc_per_node={spec.nproc} {spec.script.name}" if launcher == "torchrun"
-           else f"python {spec.script.name}")
+    from golfsweep.worker import launch_command
+
+    cmd = " ".join(launch_command(spec.launcher_command, spec.nproc, spec.script.name))
     typer.echo(f"dry run: sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds = {len(runs)} runs, "
                f"each `{cmd}` on {spec.gpus_per_run or spec.cpus_per_run} "
                f"{'GPU(s)' if spec.gpus_per_run else 'CPU(s)'} of one node")

@@ -51,8 +51,13 @@ class SweepPaths:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
+    @staticmethod
+    def run_name(trial: int, seed: int) -> str:
+        """A run's directory name, here and in node-local work directories."""
+        return f"{trial:04d}-{seed}"
+
     def run_dir(self, trial: int, seed: int) -> Path:
-        return self.runs_dir / f"{trial:04d}-{seed}"
+        return self.runs_dir / self.run_name(trial, seed)
 
     def run_log(self, trial: int, seed: int) -> Path:
         return self.run_dir(trial, seed) / "train.log"

@@ -25,7 +25,7 @@ import pytest
 
 from golfsweep.errors import GolfsweepError, SpecError
 from golfsweep.orchestrator import Driver, InProcessBackend, run_sweep
-from golfsweep.results import Store, TrialState, format_status, format_table, load_sweep
+from golfsweep.results import Store, TrialStatus, format_status, format_table, load_sweep
 from golfsweep.search_spaces import load_spec
 from golfsweep.worker import RunState
 from tests.conftest import (
@@ -422,7 +422,7 @@ def test_run_problem_is_a_failed_run_with_its_reason(failing_sweep, mode, state,
         assert r.exit_code == exit_code
         assert r.log_tail, "a failed run keeps the last lines of its log as evidence"
         assert r.log_path and Path(r.log_path).is_file()
-    assert trial.state == TrialState.FAILED and trial.value is None
+    assert trial.state == TrialStatus.FAILED and trial.value is None
 
 
 def test_failed_runs_keep_their_evidence(failing_sweep):
@@ -442,7 +442,7 @@ def test_one_failed_seed_fails_the_config_and_is_not_averaged_away(failing_sweep
         trial = next(x for x in store.trials() if x.trial == t)
     assert ok.state is RunState.COMPLETE and ok.val_bpb is not None
     assert bad.state is RunState.FAILED and "status 3" in bad.reason
-    assert trial.state == TrialState.FAILED
+    assert trial.state == TrialStatus.FAILED
     rows = {row["trial"]: row for row in json.loads(format_table(load_sweep(sweep_dir), "json"))}
     assert rows[t]["n_ok"] == 1 and rows[t]["n_seeds"] == 2 and rows[t]["feasible"] is False
     assert rows[trial_of[""]]["n_ok"] == 2 and rows[trial_of[""]]["feasible"] is True

@@ -32,9 +32,9 @@ from golfsweep.limits import check as limits_check
 from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import MIN_SECRET_LENGTH, REDACTED_META, Redactor
-from golfsweep.results import RunRecord, Store, TrialState, load_sweep, summary_frame
-from golfsweep.search_spaces import SweepSpec, config_env, describe_spec, distributions, make_sampler, mask_env
-from golfsweep.worker import RunResult, RunSpec, RunState
+from golfsweep.results import RunRecord, Store, TrialStatus, load_sweep, summary_frame
+from golfsweep.search_spaces import SweepSpec, describe_spec, distributions, make_sampler, mask_env
+from golfsweep.worker import LaunchMode, RunResult, RunSpec, RunState, config_env, run_environment, run_id
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -199,19 +199,17 @@ class Driver:
     def _ask(self) -> None:
         trial = self.study.ask(self.dists)
         self._trials[trial.number] = trial
-        self.store.add_trial(trial.number, trial.params)
+        self.store.add_trial(trial.number, trial.params, mask_env(trial_environment(self.spec, trial.params)))
         self._log(f"trial {trial.number} asked: {json.dumps(trial.params, sort_keys=True)}")
         for seed in self.spec.seeds:
             self.pending.append(self._run_spec(trial.number, trial.params, seed, attempt=1))
 
     def _run_spec(self, trial: int, params: dict[str, Any], seed: int, attempt: int) -> RunSpec:
         s = self.spec
-        env = dict(s.env)
-        env.update(config_env(s, params))
         return RunSpec(
-            sweep=s.name, trial=trial, seed=seed, params=dict(params), env=env, script_name=s.script.name,
-            script_bytes=self.script_bytes, script_sha256=self.script_sha, nproc=s.nproc,
-            launcher=s.launcher_command, attempt=attempt,
+            sweep=s.name, trial=trial, seed=seed, params=dict(params), env=trial_environment(s, params),
+            script_name=s.script.name, script_bytes=self.script_bytes, script_sha256=self.script_sha, nproc=s.nproc,
+            launcher=LaunchMode(s.launcher_command), attempt=attempt,
             limits=s.limits,
             metric_labels=s.metric_labels, artifact_glob=s.artifact_glob, check_paths=s.check_paths,
         )
@@ -229,9 +227,8 @@ class Driver:
         if res.log_text:
             log_path = self.paths.run_log(run.trial, run.seed)
             atomic_write(log_path, res.log_text)
-        rec = record_from_result(res, str(log_path) if log_path else None)
-        retry = (res.state.is_system_failure() and run.attempt <= self.spec.max_system_retries) or (
-            res.state.is_script_failure() and run.attempt <= self.spec.max_script_retries)
+        rec = RunRecord.from_result(res, str(log_path) if log_path else None)
+        retry = self._retry(res.state, run.attempt)
         self.store.put_run(rec)
         atomic_write(self.paths.run_result(run.trial, run.seed), json.dumps(rec.to_dict(), indent=2))
         self._log(f"run {run.trial}-{run.seed} attempt {run.attempt} {res.state.value}"
@@ -243,6 +240,16 @@ class Driver:
             return
         self._maybe_tell(run.trial)
 
+    def _retry(self, state: RunState, attempt: int) -> bool:
+        """Whether a run that ended in ``state`` on ``attempt`` runs again: the one rule for the live
+        loop and for resume. A lost node is retried up to ``max_system_retries`` times, a script
+        failure up to ``max_script_retries``; a completed run never."""
+        if state.is_system_failure():
+            return attempt <= self.spec.max_system_retries
+        if state.is_script_failure():
+            return attempt <= self.spec.max_script_retries
+        return False
+
     def _maybe_tell(self, trial_number: int) -> None:
         runs = self.store.runs(trial_number)
         if len(runs) < len(self.spec.seeds) or not all(r.state.is_finished() for r in runs):
@@ -252,7 +259,7 @@ class Driver:
         if failed:
             reasons = "; ".join(f"seed {r.seed}: {r.state.value}: {r.reason}" for r in failed)
             trial.set_user_attr("failure", reasons[:2000])
-            self.store.finish_trial(trial_number, TrialState.FAILED, None)
+            self.store.finish_trial(trial_number, TrialStatus.FAILED, None)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self._log(f"trial {trial_number} failed: {reasons}")
             return
@@ -262,7 +269,7 @@ class Driver:
         for c in limits_check(self.spec.limits, runs):  # unproven limits count as infeasible
             trial.set_constraint(c.rule, c.excess())
         trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
-        self.store.finish_trial(trial_number, TrialState.COMPLETE, value)
+        self.store.finish_trial(trial_number, TrialStatus.COMPLETE, value)
         self.study.tell(trial, value)
         self._log(f"trial {trial_number} complete: mean {metric} {value:.6f}")
 
@@ -278,7 +285,7 @@ class Driver:
         known = {t.trial for t in self.store.trials()}
         for ft in self.study.trials:
             if ft.state is optuna.trial.TrialState.RUNNING and ft.number not in known:
-                self.store.add_trial(ft.number, ft.params)  # crashed between ask and our own record
+                self.store.add_trial(ft.number, ft.params, mask_env(trial_environment(self.spec, ft.params)))
         for t in self.store.trials():
             ft = self.study.trials[t.trial]
             if ft.state is not optuna.trial.TrialState.RUNNING:
@@ -286,10 +293,8 @@ class Driver:
             requeued = 0
             for seed in self.spec.seeds:
                 rec = self.store.run(t.trial, seed)
-                if rec is not None and rec.state.is_finished():
-                    retry = (rec.state.is_system_failure() and rec.attempt <= self.spec.max_system_retries)
-                    if not retry:
-                        continue
+                if rec is not None and rec.state.is_finished() and not self._retry(rec.state, rec.attempt):
+                    continue
                 attempt = rec.attempt + 1 if rec is not None else 1
                 self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
                 requeued += 1
@@ -328,17 +333,9 @@ class Driver:
             f.write(f"{stamp} {msg}\n")
 
 
-def record_from_result(res: RunResult, log_path: str | None) -> RunRecord:
-    art = res.artifact
-    return RunRecord(
-        trial=res.trial, seed=res.seed, state=res.state, attempt=res.attempt, reason=res.reason,
-        exit_code=res.exit_code, node_id=res.node_id, hostname=res.hostname, started_at=res.started_at,
-        ended_at=res.ended_at, metric_label=res.metric_label, val_bpb=res.val_bpb, val_loss=res.val_loss,
-        train_time_ms=res.train_time_ms, eval_time_ms=res.eval_time_ms,
-        bytes_total=art.total_bytes if art else None, bytes_model=art.model_bytes if art else None,
-        bytes_code=art.code_bytes if art else None, bytes_claimed=art.claimed_total_bytes if art else None,
-        log_path=log_path, log_tail=res.log_tail, curve=res.curve,
-    )
+def trial_environment(spec: SweepSpec, params: dict[str, Any]) -> dict[str, str]:
+    """The env a trial's runs receive from the sweep: the fixed env, then the config's parameters."""
+    return {**spec.env, **config_env(spec.env_names, params)}
 
 
 def _next_attempt(run: RunSpec) -> RunSpec:
@@ -360,9 +357,9 @@ def planned_runs(spec: SweepSpec) -> list[dict[str, Any]]:
     out = []
     for _ in range(spec.trials):
         trial = study.ask(dists)
-        env = mask_env({**spec.env, **config_env(spec, trial.params)})
+        env = mask_env(trial_environment(spec, trial.params))
         for seed in spec.seeds:
             out.append({"trial": trial.number, "seed": seed, "params": trial.params,
-                        "env": {**env, "SEED": str(seed), "RUN_ID": f"{spec.name}-t{trial.number}-s{seed}"}})
+                        "env": run_environment(env, seed, run_id(spec.name, trial.number, seed), base={})})
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     return out

@@ -27,7 +27,7 @@ from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_nam
 from golfsweep.results._runtime import _checked, pick_trial, record_limits, runtime_checks, trial_env
 from golfsweep.results._store import RunRecord, Store
 from golfsweep.results._table import SweepData, load_sweep
-from golfsweep.worker import RunState
+from golfsweep.worker import RunState, launch_command
 
 SCRIPT_NAME = "train_gpt.py"
 
@@ -75,7 +75,7 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
             reasons.append(f"seed {seed}: log {str(log)!r} is missing")
-    audit = _static_audit(data, script_bytes, trial_env(data, params))
+    audit = _static_audit(data, script_bytes, trial_env(data, t))
     if audit["verdict"] == "flagged":
         first = next((f for f in audit["findings"] if f["severity"] == "violation"), {})
         reasons.append(f"compliance audit flagged {SCRIPT_NAME}"
@@ -207,7 +207,7 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
         "metric_label": ok[0].metric_label if ok else None,
         "seeds": list(data.seeds),
         "seed_results": seed_results,
-        "hyperparameters": trial_env(data, params),
+        "hyperparameters": trial_env(data, trial),
         "compliance": {
             "artifact_under_16mb": by_rule["artifact_bytes"].ok,
             "train_under_600s": by_rule["train_seconds"].ok,
@@ -291,9 +291,10 @@ def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: 
 
 def _launch(data: SweepData) -> str:
     nproc = int(data.spec.get("nproc", 1) or 1)
-    if data.spec.get("launcher") == "torchrun" or nproc > 1:
-        return f"torchrun --standalone --nproc_per_node={nproc} {SCRIPT_NAME}"
-    return f"python {SCRIPT_NAME}"
+    mode = data.spec.get("launcher", "auto")
+    if mode == "auto":
+        mode = "torchrun" if nproc > 1 else "python"
+    return " ".join(launch_command(mode, nproc, SCRIPT_NAME))
 
 
 def _params_text(params: dict[str, Any]) -> str:

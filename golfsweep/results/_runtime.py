@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.limits import Limits, check
+from golfsweep.worker import config_env
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
 
 
@@ -57,15 +57,14 @@ def _checked(limits: Limits) -> dict[str, float]:
             "eval_seconds": limits.eval_seconds}
 
 
-def trial_env(data: SweepData, params: dict[str, Any]) -> dict[str, str]:
-    """The environment a trial's runs received from the sweep: the fixed env (secrets as stored:
-    masked) and the config's parameters, without the per-run ``SEED``/``RUN_ID``."""
-    from golfsweep.search_spaces import config_env
-
-    space = types.SimpleNamespace(space=[types.SimpleNamespace(name=p["name"], env=p["env"])
-                                         for p in data.spec["space"] if p["name"] in params])
+def trial_env(data: SweepData, trial: int) -> dict[str, str]:
+    """The environment a trial's runs received from the sweep (secrets masked), without the per-run
+    ``SEED``/``RUN_ID``: as the driver stored it, or for an older store rebuilt from the spec."""
+    t = next(t for t in data.trials if t.trial == trial)
+    if t.env is not None:
+        return dict(t.env)
     env = {str(k): str(v) for k, v in sorted(data.spec.get("env", {}).items())}
-    env.update(config_env(space, params))  # type: ignore[arg-type]
+    env.update(config_env([(p["name"], p["env"]) for p in data.spec["space"]], t.params))
     return env
 
 
@@ -77,7 +76,7 @@ def sweep_configs(sweep_dir: str | Path, trial: int | None = None) -> dict[int, 
     trials = [t for t in data.trials if trial is None or t.trial == trial]
     if not trials:
         raise GolfsweepError(f"--sweep: sweep {str(data.paths.root)!r} has no trials yet, got none")
-    return {t.trial: trial_env(data, t.params) for t in sorted(trials, key=lambda t: t.trial)}
+    return {t.trial: trial_env(data, t.trial) for t in sorted(trials, key=lambda t: t.trial)}
 
 
 def _ranges(xs: list[int]) -> str:

@@ -1,4 +1,4 @@
-"""``golfsweep status``: runs grouped by state, with failure reasons."""
+"""``golfsweep status``: runs grouped by state, with failure reasons and the parser's doubts."""
 
 from __future__ import annotations
 
@@ -28,4 +28,5 @@ def format_status(data: SweepData) -> str:
             why = f" reason: {r.reason}" if r.reason else ""
             lines.append(f"  trial {r.trial} seed {r.seed} attempt {r.attempt}{where}{metric}"
                          f" params={params.get(r.trial, {})}{why}")
+            lines.extend(f"    unsure: {w}" for w in r.warnings)  # the log parser's doubts about the score
     return "\n".join(lines)

@@ -7,7 +7,9 @@ sees whole rows only, and a crash loses nothing committed before it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -17,69 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
-from golfsweep.worker._types import RunState
+from golfsweep.worker._types import RunResult, RunState
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    trial INTEGER PRIMARY KEY,
-    params TEXT NOT NULL,
-    state TEXT NOT NULL,
-    value REAL,
-    created_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    trial INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    reason TEXT,
-    exit_code INTEGER,
-    node_id TEXT,
-    hostname TEXT,
-    started_at REAL,
-    ended_at REAL,
-    metric_label TEXT,
-    val_bpb REAL,
-    val_loss REAL,
-    train_time_ms INTEGER,
-    eval_time_ms INTEGER,
-    bytes_total INTEGER,
-    bytes_model INTEGER,
-    bytes_code INTEGER,
-    bytes_claimed INTEGER,
-    log_path TEXT,
-    log_tail TEXT,
-    curve TEXT,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (trial, seed)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    trial INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT,
-    node_id TEXT,
-    started_at REAL,
-    ended_at REAL,
-    PRIMARY KEY (trial, seed, attempt)
-);
-"""
+SCHEMA_VERSION = 2
 
 
-class TrialState:
+class TrialStatus(str, enum.Enum):
+    """A golfsweep trial's state in the store (not Optuna's ``TrialState``)."""
+
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
 
+    def is_finished(self) -> bool:
+        return self is not TrialStatus.RUNNING
+
 
 @dataclass(frozen=True)
 class RunRecord:
-    """The latest state of one (trial, seed) run."""
+    """The latest state of one (trial, seed) run: what the store, ``result.json`` and export hold.
+
+    The store's ``runs`` table has one column per field, by name (tuples as JSON). Built from a
+    worker's ``RunResult`` with :meth:`from_result`.
+    """
 
     trial: int
     seed: int
@@ -87,6 +49,7 @@ class RunRecord:
     attempt: int = 1
     reason: str | None = None
     exit_code: int | None = None
+    command: tuple[str, ...] = ()
     node_id: str | None = None
     hostname: str | None = None
     started_at: float | None = None
@@ -102,13 +65,28 @@ class RunRecord:
     bytes_claimed: int | None = None
     log_path: str | None = None
     log_tail: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # why the log parser was unsure of the score it read
     curve: tuple[tuple[int, float, float], ...] = ()
+
+    @classmethod
+    def from_result(cls, res: RunResult, log_path: str | None) -> RunRecord:
+        """The record of a finished attempt (the artifact measurement flattened into its sizes)."""
+        art = res.artifact
+        return cls(
+            trial=res.trial, seed=res.seed, state=res.state, attempt=res.attempt, reason=res.reason,
+            exit_code=res.exit_code, command=tuple(res.command), node_id=res.node_id, hostname=res.hostname,
+            started_at=res.started_at, ended_at=res.ended_at, metric_label=res.metric_label, val_bpb=res.val_bpb,
+            val_loss=res.val_loss, train_time_ms=res.train_time_ms, eval_time_ms=res.eval_time_ms,
+            bytes_total=art.total_bytes if art else None, bytes_model=art.model_bytes if art else None,
+            bytes_code=art.code_bytes if art else None, bytes_claimed=art.claimed_total_bytes if art else None,
+            log_path=log_path, log_tail=res.log_tail, warnings=res.warnings, curve=res.curve,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["state"] = self.state.value
-        d["log_tail"] = list(self.log_tail)
-        d["curve"] = [list(p) for p in self.curve]
+        for name in _JSON_FIELDS:
+            d[name] = _listify(getattr(self, name))
         return d
 
 
@@ -116,10 +94,58 @@ class RunRecord:
 class TrialRecord:
     trial: int
     params: dict[str, Any]
-    state: str
+    state: TrialStatus
     value: float | None
     created_at: float
     finished_at: float | None
+    env: dict[str, str] | None = None  # what its runs received from the sweep (secrets masked); None: older store
+
+
+# The runs table follows RunRecord: one column per field, by name.
+_FIELDS = [f.name for f in dataclasses.fields(RunRecord)]
+_JSON_FIELDS = ("command", "log_tail", "warnings", "curve")
+_SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}
+
+
+def _column_type(f: dataclasses.Field) -> str:
+    base = str(f.type).split("|")[0].strip()
+    return _SQL_TYPES.get(base, "TEXT")
+
+
+def _listify(v: Any) -> Any:
+    return [_listify(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+_RUN_COLUMNS = ",\n    ".join(f"{f.name} {_column_type(f)}" + (" NOT NULL" if f.name in ("trial", "seed", "state") else "")
+                               for f in dataclasses.fields(RunRecord))
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    trial INTEGER PRIMARY KEY,
+    params TEXT NOT NULL,
+    state TEXT NOT NULL,
+    value REAL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    env TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    {_RUN_COLUMNS},
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (trial, seed)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    trial INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    node_id TEXT,
+    started_at REAL,
+    ended_at REAL,
+    PRIMARY KEY (trial, seed, attempt)
+);
+"""
 
 
 class Store:
@@ -155,8 +181,22 @@ class Store:
                 self._conn.executescript(
                     f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta(key, value) "
                     f"VALUES('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
+                self._add_missing_columns()
         except sqlite3.Error as exc:
             raise GolfsweepError(f"store: cannot open {str(self.path)!r}: {exc}") from None
+
+    def _add_missing_columns(self) -> None:
+        """A store written by an older golfsweep gains the columns of fields added since (NULL there)."""
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+        missing = [f"ALTER TABLE runs ADD COLUMN {f.name} {_column_type(f)}"
+                   for f in dataclasses.fields(RunRecord) if f.name not in have]
+        if "env" not in {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}:
+            missing.append("ALTER TABLE trials ADD COLUMN env TEXT")
+        if missing:
+            with self._tx() as c:
+                for sql in missing:
+                    c.execute(sql)
+                c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
@@ -191,36 +231,33 @@ class Store:
         return row[0] if row else None
 
     # ------------------------------------------------------------------ trials
-    def add_trial(self, trial: int, params: Mapping[str, Any]) -> None:
+    def add_trial(self, trial: int, params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+        """Record a trial; ``env`` is the environment its runs get from the sweep, secrets already masked."""
         with self._tx() as c:
-            c.execute("INSERT OR IGNORE INTO trials(trial, params, state, created_at) VALUES(?, ?, ?, ?)",
-                      (trial, json.dumps(dict(params), sort_keys=True), TrialState.RUNNING, time.time()))
+            c.execute("INSERT OR IGNORE INTO trials(trial, params, state, created_at, env) VALUES(?, ?, ?, ?, ?)",
+                      (trial, json.dumps(dict(params), sort_keys=True), TrialStatus.RUNNING.value, time.time(),
+                       None if env is None else json.dumps(dict(env))))
 
-    def finish_trial(self, trial: int, state: str, value: float | None) -> None:
+    def finish_trial(self, trial: int, state: TrialStatus, value: float | None) -> None:
         with self._tx() as c:
             c.execute("UPDATE trials SET state=?, value=?, finished_at=? WHERE trial=?",
-                      (state, value, time.time(), trial))
+                      (TrialStatus(state).value, value, time.time(), trial))
 
     def trials(self) -> list[TrialRecord]:
         rows = self._conn.execute(
-            "SELECT trial, params, state, value, created_at, finished_at FROM trials ORDER BY trial").fetchall()
-        return [TrialRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+            "SELECT trial, params, state, value, created_at, finished_at, env FROM trials ORDER BY trial").fetchall()
+        return [TrialRecord(r[0], json.loads(r[1]), TrialStatus(r[2]), r[3], r[4], r[5],
+                            None if r[6] is None else json.loads(r[6])) for r in rows]
 
     # ------------------------------------------------------------------ runs
     def put_run(self, rec: RunRecord) -> None:
         """Insert or replace the run's latest state and log the attempt, in one transaction."""
-        now = time.time()
+        row = {name: _to_column(name, getattr(rec, name)) for name in _FIELDS}
+        row["updated_at"] = time.time()
+        cols = list(row)
         with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO runs(trial, seed, state, attempt, reason, exit_code, node_id, hostname,"
-                " started_at, ended_at, metric_label, val_bpb, val_loss, train_time_ms, eval_time_ms,"
-                " bytes_total, bytes_model, bytes_code, bytes_claimed, log_path, log_tail, curve, updated_at)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec.trial, rec.seed, rec.state.value, rec.attempt, rec.reason, rec.exit_code, rec.node_id,
-                 rec.hostname, rec.started_at, rec.ended_at, rec.metric_label, _finite_or_none(rec.val_bpb),
-                 _finite_or_none(rec.val_loss), rec.train_time_ms, rec.eval_time_ms, rec.bytes_total,
-                 rec.bytes_model, rec.bytes_code, rec.bytes_claimed, rec.log_path,
-                 json.dumps(list(rec.log_tail)), json.dumps([list(p) for p in rec.curve]), now))
+            c.execute(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' for _ in cols)})",
+                      [row[k] for k in cols])
             c.execute(
                 "INSERT OR REPLACE INTO attempts(trial, seed, attempt, state, reason, node_id, started_at, ended_at)"
                 " VALUES(?,?,?,?,?,?,?,?)",
@@ -228,15 +265,13 @@ class Store:
                  rec.ended_at))
 
     def runs(self, trial: int | None = None) -> list[RunRecord]:
-        sql = ("SELECT trial, seed, state, attempt, reason, exit_code, node_id, hostname, started_at, ended_at,"
-               " metric_label, val_bpb, val_loss, train_time_ms, eval_time_ms, bytes_total, bytes_model,"
-               " bytes_code, bytes_claimed, log_path, log_tail, curve FROM runs")
+        sql = f"SELECT {', '.join(_FIELDS)} FROM runs"
         args: tuple = ()
         if trial is not None:
             sql += " WHERE trial=?"
             args = (trial,)
         rows = self._conn.execute(sql + " ORDER BY trial, seed", args).fetchall()
-        return [_run_from_row(r) for r in rows]
+        return [_run_from_row(dict(zip(_FIELDS, r))) for r in rows]
 
     def run(self, trial: int, seed: int) -> RunRecord | None:
         for r in self.runs(trial):
@@ -250,17 +285,19 @@ class Store:
         return [dict(zip(cols, r)) for r in rows.fetchall()]
 
 
-def _finite_or_none(x: float | None) -> float | None:
-    if x is None or x != x or x in (float("inf"), float("-inf")):
-        return None
-    return x
+def _to_column(name: str, v: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return json.dumps(_listify(v))
+    if name == "state":
+        return v.value
+    if name in ("val_bpb", "val_loss") and v is not None and not math.isfinite(v):
+        return None  # NaN/inf: the run failed; the reason says so
+    return v
 
 
-def _run_from_row(r: tuple) -> RunRecord:
-    return RunRecord(
-        trial=r[0], seed=r[1], state=RunState(r[2]), attempt=r[3], reason=r[4], exit_code=r[5], node_id=r[6],
-        hostname=r[7], started_at=r[8], ended_at=r[9], metric_label=r[10], val_bpb=r[11], val_loss=r[12],
-        train_time_ms=r[13], eval_time_ms=r[14], bytes_total=r[15], bytes_model=r[16], bytes_code=r[17],
-        bytes_claimed=r[18], log_path=r[19], log_tail=tuple(json.loads(r[20] or "[]")),
-        curve=tuple(tuple(p) for p in json.loads(r[21] or "[]")),
-    )
+def _run_from_row(row: dict[str, Any]) -> RunRecord:
+    row["state"] = RunState(row["state"])
+    for name in _JSON_FIELDS:
+        value = json.loads(row[name] or "[]")
+        row[name] = tuple(tuple(p) for p in value) if name == "curve" else tuple(value)
+    return RunRecord(**row)

@@ -111,7 +111,7 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
             "max_eval_s": _max_s([r.eval_time_ms for r in ok]),
             **checks,
             "feasible": all_done and all(v == Outcome.PASS.value for v in checks.values()),
-            "state": t.state,
+            "state": t.state.value,
             "failed": failed,
         }
         row["objective"] = row["mean_val_bpb"] if metric == "val_bpb" else row["mean_val_loss"]

@@ -3,7 +3,6 @@
 from golfsweep.search_spaces._optuna import (
     GridOrderSampler,
     TrialSeededSampler,
-    config_env,
     distribution,
     distributions,
     make_sampler,
@@ -30,7 +29,7 @@ from golfsweep.search_spaces._spec import (
 
 __all__ = [
     "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
-    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "config_env", "describe_spec",
+    "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "describe_spec",
     "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
     "read_env_table", "spec_from_dict",
 ]

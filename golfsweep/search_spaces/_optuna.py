@@ -31,20 +31,6 @@ def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
     return {p.name: distribution(p) for p in spec.space}
 
 
-def config_env(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, str]:
-    """The environment variables one config sets (parameter values rendered as strings)."""
-    out = {}
-    for p in spec.space:
-        value = params[p.name]
-        if isinstance(value, bool):
-            out[p.env] = "1" if value else "0"
-        elif isinstance(value, float):
-            out[p.env] = repr(value)
-        else:
-            out[p.env] = str(value)
-    return out
-
-
 def make_sampler(spec: SweepSpec) -> BaseSampler:
     """The sampler named in the sweep file, re-seeded per trial so a resumed driver proposes
     exactly what an uninterrupted one would have (given the same finished trials)."""

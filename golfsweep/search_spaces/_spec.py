@@ -138,6 +138,11 @@ class SweepSpec:
     explicit: frozenset[str] = frozenset()  # dotted keys the sweep file set; the rest are defaults
 
     @property
+    def env_names(self) -> list[tuple[str, str]]:
+        """(parameter name, environment variable) of every swept parameter."""
+        return [(p.name, p.env) for p in self.space]
+
+    @property
     def launcher_command(self) -> str:
         if self.launcher is Launcher.AUTO:
             return "torchrun" if self.nproc > 1 else "python"

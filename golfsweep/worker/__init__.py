@@ -1,6 +1,7 @@
 """Everything about one run, callable in-process without Ray: launch, timeouts, log parsing, artifact size."""
 
 from golfsweep.worker._artifact import measure_artifact
+from golfsweep.worker._env import LaunchMode, config_env, launch_command, run_environment, run_id
 from golfsweep.worker._launch import (
     build_command,
     default_workdir_root,
@@ -12,7 +13,6 @@ from golfsweep.worker._launch import (
     run_workdir,
 )
 from golfsweep.worker._logparse import (
-    DEFAULT_METRIC_LABELS,
     CurvePoint,
     MetricLine,
     ParsedLog,
@@ -24,8 +24,8 @@ from golfsweep.worker._logparse import (
 from golfsweep.worker._types import ArtifactMeasurement, RunResult, RunSpec, RunState
 
 __all__ = [
-    "DEFAULT_METRIC_LABELS", "ArtifactMeasurement", "CurvePoint", "MetricLine", "ParsedLog",
-    "RunResult", "RunSpec", "RunState", "build_command", "companion_values", "default_workdir_root", "descendants",
+    "ArtifactMeasurement", "CurvePoint", "LaunchMode", "MetricLine", "ParsedLog",
+    "RunResult", "RunSpec", "RunState", "build_command", "config_env", "launch_command", "run_environment", "run_id", "companion_values", "default_workdir_root", "descendants",
     "execute_run", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
     "run_workdir", "seed_from_filename",
 ]

@@ -23,7 +23,9 @@ import threading
 import time
 from pathlib import Path
 
+from golfsweep.paths import SweepPaths
 from golfsweep.redact import Redactor
+from golfsweep.worker._env import launch_command, run_environment
 from golfsweep.worker._artifact import measure_artifact
 from golfsweep.worker._logparse import parse_log
 from golfsweep.worker._types import RunResult, RunSpec, RunState
@@ -42,24 +44,16 @@ def default_workdir_root() -> Path:
 
 def run_workdir(spec: RunSpec, root: Path | None = None) -> Path:
     root = root or default_workdir_root()
-    return root / spec.sweep / f"{spec.trial:04d}-{spec.seed}" / f"attempt-{spec.attempt}"
+    return root / spec.sweep / SweepPaths.run_name(spec.trial, spec.seed) / f"attempt-{spec.attempt}"
 
 
 def build_command(spec: RunSpec, script_path: Path) -> list[str]:
-    if spec.launcher == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={spec.nproc}", str(script_path)]
-    return [sys.executable, str(script_path)]
+    return launch_command(spec.launcher, spec.nproc, str(script_path), python=sys.executable)
 
 
 def run_env(spec: RunSpec, base: dict[str, str] | None = None) -> dict[str, str]:
     """Node environment + sweep env + config + SEED and RUN_ID (which always win)."""
-    env = dict(os.environ if base is None else base)
-    env.update(spec.env)
-    env["SEED"] = str(spec.seed)
-    env["RUN_ID"] = spec.run_id
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    return run_environment(spec.env, spec.seed, spec.run_id, base)
 
 
 def preflight(spec: RunSpec, node: str) -> str | None:
@@ -116,7 +110,8 @@ def finish_from_log(spec: RunSpec, base: RunResult, log_text: str, workdir: Path
     curve = tuple((p.step, p.val_loss, p.val_bpb) for p in parsed.curve)
     eval_ms = total_eval_ms(parsed)
     base = base.replace(metric_label=parsed.metric_label, val_bpb=parsed.val_bpb, val_loss=parsed.val_loss,
-                        train_time_ms=parsed.train_time_best_ms, eval_time_ms=eval_ms, curve=curve)
+                        train_time_ms=parsed.train_time_best_ms, eval_time_ms=eval_ms, curve=curve,
+                        warnings=parsed.warnings)
     if base.exit_code not in (0, None):
         return base.replace(reason=f"script exited with status {base.exit_code}")
     if parsed.val_bpb is None or parsed.metric_label == "step_val_last":

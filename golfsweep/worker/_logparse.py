@@ -25,16 +25,11 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 __all__ = [
-    "DEFAULT_METRIC_LABELS", "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "companion_values", "CurvePoint",
+    "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "companion_values", "CurvePoint",
     "MetricLine", "ParsedLog", "parse_log", "parse_log_file", "seed_from_filename",
 ]
 
 STEP_VAL_LAST = "step_val_last"
-
-# The default preference list: empty.  The default choice follows the log's protocol
-# (see :func:`parse_log`), not a list of labels seen before; a sweep's own
-# ``metric_labels`` still force a label.  Kept because ``golfsweep.worker`` exports it.
-DEFAULT_METRIC_LABELS: tuple[str, ...] = ()
 
 # A later evaluation of the same artifact whose val_bpb is more than this factor above
 # the best one printed before it is a failed evaluation (e.g. a test-time-training pass

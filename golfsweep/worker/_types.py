@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from golfsweep.limits import Limits
+from golfsweep.worker._env import LaunchMode, run_id
 
 if TYPE_CHECKING:
     from golfsweep.redact import Redactor
@@ -48,7 +49,7 @@ class RunSpec:
     script_bytes: bytes
     script_sha256: str
     nproc: int = 1
-    launcher: str = "python"  # "python" | "torchrun"
+    launcher: LaunchMode = LaunchMode.PYTHON
     attempt: int = 1
     limits: Limits = field(default_factory=Limits)
     metric_labels: tuple[str, ...] = ()
@@ -57,7 +58,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.sweep}-t{self.trial}-s{self.seed}"
+        return run_id(self.sweep, self.trial, self.seed)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -109,6 +110,7 @@ class RunResult:
     artifact: ArtifactMeasurement | None = None
     curve: tuple[tuple[int, float, float], ...] = ()  # (step, val_loss, val_bpb)
     log_tail: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # the log parser's doubts about the score it read
     log_text: str = ""
 
     @property
@@ -125,6 +127,7 @@ class RunResult:
         changes: dict[str, Any] = {
             "reason": None if self.reason is None else redactor.redact(self.reason),
             "command": tuple(redactor.redact(c) for c in self.command),
+            "warnings": tuple(redactor.redact(w) for w in self.warnings),
         }
         if log:
             changes["log_tail"] = tuple(redactor.redact(line) for line in self.log_tail)

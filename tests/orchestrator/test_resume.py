@@ -66,3 +66,32 @@ def test_resume_after_driver_sigkill_matches_uninterrupted(tmp_path):
     assert rerun, "runs in flight at the crash must be re-run"
     assert _table(out) == _table(ref_dir / "out")
     assert "resume: trial" in (out / "driver.log").read_text()
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DiesAfterAFailure(Driver):
+    """A driver that dies right after it recorded a failed run (as a SIGKILL would leave it)."""
+
+    def _handle(self, run, res):
+        super()._handle(run, res)
+        if res.state is RunState.FAILED:
+            raise _Killed
+
+
+def test_resume_retries_a_script_failure_the_sweep_allows_a_retry_for(tmp_path):
+    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1,), extra_sweep="max_script_retries = 1",
+                                env={"FAIL_ONCE": str(tmp_path / "marks")}))
+    try:
+        _DiesAfterAFailure(spec, tmp_path / "out", InProcessBackend(max_parallel=1), poll_seconds=0.05).run()
+    except _Killed:
+        pass
+    with Store(tmp_path / "out" / "golfsweep.db") as store:
+        assert store.run(0, 1).state is RunState.FAILED and store.run(0, 1).attempt == 1
+    Driver(spec, tmp_path / "out", InProcessBackend(max_parallel=1), poll_seconds=0.05).run()  # resume
+    with Store(tmp_path / "out" / "golfsweep.db") as store:
+        run = store.run(0, 1)
+        assert run.state is RunState.COMPLETE and run.attempt == 2
+        assert store.trials()[0].state.value == "complete"

@@ -27,7 +27,7 @@ from golfsweep.errors import GolfsweepError
 from golfsweep.results import (
     RunRecord,
     Store,
-    TrialState,
+    TrialStatus,
     format_status,
     format_table,
     load_sweep,
@@ -75,7 +75,7 @@ record, tag, trial_value = _ns["record"], _ns["tag"], _ns["trial_value"]
 # SECONDS or MAX_TRIALS trials, whichever comes first.
 WRITER = RECORDS + textwrap.dedent('''
     import sys, time
-    from golfsweep.results import Store, TrialState
+    from golfsweep.results import Store, TrialStatus
 
     db, spec_json, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     seeds = [int(s) for s in sys.argv[4].split(",")]
@@ -96,9 +96,9 @@ WRITER = RECORDS + textwrap.dedent('''
                 store.put_run(record(trial, seed, attempt, state))
                 print(f"ACK run {trial} {seed} {attempt} {state.value}", flush=True)
         if failed:
-            store.finish_trial(trial, TrialState.FAILED, None)
+            store.finish_trial(trial, TrialStatus.FAILED, None)
         else:
-            store.finish_trial(trial, TrialState.COMPLETE, trial_value(trial))
+            store.finish_trial(trial, TrialStatus.COMPLETE, trial_value(trial))
         print(f"ACK finish {trial}", flush=True)
         trial += 1
     print("DONE", flush=True)
@@ -173,16 +173,16 @@ def check_snapshot(data) -> None:
     trials = {t.trial: t for t in data.trials}
     for t in data.trials:
         assert t.params == {"KNOB_X": float(t.trial)}
-        if t.state == TrialState.RUNNING:
+        if t.state == TrialStatus.RUNNING:
             assert t.value is None and t.finished_at is None
-        elif t.state == TrialState.COMPLETE:
+        elif t.state == TrialStatus.COMPLETE:
             assert t.value == trial_value(t.trial) and t.finished_at is not None
         else:
-            assert t.state == TrialState.FAILED and t.value is None
+            assert t.state == TrialStatus.FAILED and t.value is None
     for r in data.runs:
         assert_whole(r)
         assert r.trial in trials, f"run of trial {r.trial} seen without its trial"
-        if trials[r.trial].state != TrialState.RUNNING:  # a finished trial has all its runs finished
+        if trials[r.trial].state != TrialStatus.RUNNING:  # a finished trial has all its runs finished
             assert r.state.is_finished() and r.attempt == 2
     status = format_status(data)
     assert "queued -" not in status
@@ -191,7 +191,7 @@ def check_snapshot(data) -> None:
     rows = json.loads(format_table(data, "json"))
     for row in rows:
         assert 0 <= row["n_ok"] <= row["n_seeds"] == len(SEEDS)
-        if row["state"] == TrialState.COMPLETE:
+        if row["state"] == TrialStatus.COMPLETE:
             assert row["n_ok"] == len(SEEDS) and row["feasible"] is True
             assert row["mean_val_bpb"] == pytest.approx(row["trial"] + sum(SEEDS) / len(SEEDS) / 1000)
 
@@ -285,7 +285,7 @@ def test_kill_at_an_arbitrary_moment_loses_nothing_acknowledged(tmp_path: Path, 
         if kind == "trial":
             assert int(rest[0]) in trials
         elif kind == "finish":
-            assert trials[int(rest[0])].state != TrialState.RUNNING
+            assert trials[int(rest[0])].state != TrialStatus.RUNNING
         else:
             trial, seed, attempt, state = int(rest[0]), int(rest[1]), int(rest[2]), RunState(rest[3])
             r = runs[(trial, seed)]

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from golfsweep.worker._logparse import (
-    DEFAULT_METRIC_LABELS,
     IMPLAUSIBLE_RATIO,
     _METRIC_RE,
     CurvePoint,
@@ -308,10 +307,6 @@ def _rename_labels(text: str) -> str:
             line = new + exact + line[len(label):]
         out.append(line)
     return "\n".join(out)
-
-
-def test_default_labels_no_longer_decide():
-    assert DEFAULT_METRIC_LABELS == ()
 
 
 @pytest.mark.parametrize(

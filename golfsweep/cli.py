@@ -23,8 +23,22 @@ def _echo_err(msg: str) -> None:
     typer.echo(f"error: {one_line}", err=True)
 
 
+def _show_notices() -> None:
+    """Library notices (``golfsweep`` logger, WARNING: a stale driver's lease taken over) as one line each."""
+    import logging
+
+    logger = logging.getLogger("golfsweep")
+    if not any(getattr(h, "_golfsweep_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("notice: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._golfsweep_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and exit code 1."""
+    _show_notices()
     try:
         code = app(standalone_mode=False)  # a command's ``typer.Exit(n)`` comes back as n here
         if isinstance(code, int) and code:
@@ -33,7 +47,7 @@ def main() -> None:
         _echo_err(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
-        _echo_err("interrupted; `golfsweep resume SWEEP_DIR` continues the sweep")
+        _echo_err("interrupted")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -106,8 +120,13 @@ def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
 
     sweep_dir = sweep_dir or default_sweep_dir(spec)
     banner = f"sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds -> {sweep_dir}"
-    with TerminalProgress() as progress:
-        outcome = run_sweep(spec, sweep_dir, progress=_after_banner(banner, progress), **kwargs)
+    try:
+        with TerminalProgress() as progress:
+            outcome = run_sweep(spec, sweep_dir, progress=_after_banner(banner, progress), **kwargs)
+    except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: the driver has stopped its runs; one line
+        why = getattr(exc, "signal_name", "SIGINT")
+        _echo_err(f"interrupted ({why}); runs in flight re-run on `golfsweep resume {sweep_dir}`")
+        raise typer.Exit(143 if why == "SIGTERM" else 130) from None
     typer.echo(format_table(load_sweep(outcome.sweep_dir), "md"))
     if outcome.best is None:
         typer.echo("no feasible config: see `golfsweep status` for the reasons", err=True)

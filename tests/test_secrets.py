@@ -148,7 +148,7 @@ def test_printed_secrets_are_masked_in_the_run_output(secret_sweep, secrets):
         assert r.val_bpb == pytest.approx(1.2) and r.metric_label is not None
         assert all(value not in "\n".join(r.log_tail) for value in secrets.values())
     note = (sweep_dir / "driver.log").read_text()
-    assert f"env.{SHORT[0]} is shorter than {MIN_SECRET_LENGTH} characters" in note
+    assert f"event=short_secret key=env.{SHORT[0]} min_length={MIN_SECRET_LENGTH}" in note
 
 
 def test_secrets_are_masked_in_everything_stored(secret_sweep, secrets):

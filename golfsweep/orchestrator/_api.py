@@ -8,13 +8,8 @@ from pathlib import Path
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.orchestrator._backend import RayBackend, RunBackend
-from golfsweep.orchestrator._driver import (
-    Driver,
-    ProgressCallback,
-    SweepOutcome,
-    check_sweep_dir,
-    open_study,
-)
+from golfsweep.orchestrator._driver import Driver, ProgressCallback, SweepOutcome
+from golfsweep.orchestrator._setup import check_sweep_dir, open_study
 from golfsweep.paths import SweepPaths
 from golfsweep.results import Store
 from golfsweep.search_spaces import SweepSpec, load_spec
@@ -54,11 +49,11 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path | None = None, *, address: 
             f"--address, got gpus_per_run={spec.gpus_per_run}")
     # Everything that can be refused is refused before a Ray instance starts or a cluster is joined.
     paths = SweepPaths.of(sweep_dir)
-    check_sweep_dir(spec, paths)
-    open_study(spec, paths)
+    checked = check_sweep_dir(spec, paths)
+    opened = open_study(spec, paths)
     backend = backend or make_backend(spec, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     try:
-        driver = Driver(spec, sweep_dir, backend, progress=progress)
+        driver = Driver(spec, sweep_dir, backend, progress=progress, checked=checked, opened=opened)
     except BaseException:
         backend.shutdown()
         raise

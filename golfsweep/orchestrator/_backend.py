@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from golfsweep.errors import GolfsweepError
-from golfsweep.worker import RunResult, RunSpec, RunState, execute_run
+from golfsweep.worker import RunResult, RunSpec, RunState, execute_run, kill_live_runs
 
 
 class RunBackend(abc.ABC):
@@ -38,7 +38,8 @@ class RunBackend(abc.ABC):
         """Runs submitted and not yet returned by ``poll``."""
 
     def shutdown(self) -> None:
-        """Release resources; runs still in flight are abandoned."""
+        """Release resources. Runs still in flight are killed with their process trees (the driver
+        calls this when it stops early); their results are not reported."""
 
 
 class InProcessBackend(RunBackend):
@@ -76,6 +77,8 @@ class InProcessBackend(RunBackend):
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._futures:
+            kill_live_runs()  # this process's runs: the threads return once their trees are gone
 
 
 def lost(spec: RunSpec, reason: str, node_id: str | None = None) -> RunResult:

@@ -3,7 +3,8 @@
 A trial is one config; it is told to Optuna only when every seed has finished, with the mean
 over seeds when all completed, as FAIL when any seed failed (failures are never averaged away).
 The store is written before Optuna is told, so a driver killed at any point resumes from the
-store: completed runs are kept, runs that were in flight are run again.
+store: completed runs are kept, runs that were in flight are run again. One driver runs a sweep
+at a time (``_lease``); SIGTERM/SIGINT stop it cleanly (``_events``).
 
 Secrets: workers redact a run's output before it is written (``golfsweep.redact``); the driver
 redacts each result again, with the sweep env and its own environment, before anything of it
@@ -13,12 +14,10 @@ reaches the sweep directory (train.log, result.json, the store, Optuna, driver.l
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,16 +26,17 @@ from typing import Any
 
 import optuna
 
-from golfsweep.errors import GolfsweepError
 from golfsweep.limits import check as limits_check
 from golfsweep.orchestrator._backend import RunBackend
+from golfsweep.orchestrator._events import DriverInterrupted, DriverLog, as_interrupt, interrupt_on_signals
+from golfsweep.orchestrator._lease import SweepLease
+from golfsweep.orchestrator._setup import (check_sweep_dir, open_study, prepare_sweep_dir, quiet_optuna,
+                                          trial_environment)
 from golfsweep.paths import SweepPaths, atomic_write
-from golfsweep.redact import MIN_SECRET_LENGTH, REDACTED_META, Redactor
-from golfsweep.results import RunRecord, Store, TrialStatus, load_sweep, summary_frame
-from golfsweep.search_spaces import SweepSpec, describe_spec, distributions, make_sampler, mask_env
-from golfsweep.worker import LaunchMode, RunResult, RunSpec, RunState, config_env, run_environment, run_id
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
+from golfsweep.results import RunRecord, TrialStatus, load_sweep, summary_frame
+from golfsweep.search_spaces import SweepSpec, describe_spec, distributions, mask_env
+from golfsweep.worker import LaunchMode, RunResult, RunSpec, RunState
 
 
 @dataclass(frozen=True)
@@ -65,80 +65,35 @@ class SweepOutcome:
     best: dict[str, Any] | None
 
 
-def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[bytes, str]:
-    """Refuse a directory holding a different sweep or a changed script; writes nothing.
-
-    Returns the script's bytes and sha256, read once here.
-    """
-    script_bytes = spec.script.read_bytes()
-    sha = hashlib.sha256(script_bytes).hexdigest()
-    if paths.root.exists() and not paths.root.is_dir():
-        raise GolfsweepError(f"sweep directory: must be a directory, got file {str(paths.root)!r}")
-    if not paths.store.exists():
-        return script_bytes, sha
-    with Store(paths.store, create=False) as store:
-        old_fp, old_sha = store.get_meta("fingerprint"), store.get_meta("script_sha256")
-        old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
-    fp = spec.fingerprint()
-    if old_fp is not None and old_fp != fp:
-        raise GolfsweepError(
-            f"sweep directory: {str(paths.root)!r} holds sweep {old_name!r} with a different spec "
-            f"(fingerprint {old_fp} != {fp}); use another --dir")
-    if old_sha is not None and old_sha != sha:
-        raise GolfsweepError(
-            f"sweep.script: {spec.script.name} changed since this sweep started "
-            f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or use another --dir")
-    return script_bytes, sha
-
-
-def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[Store, bytes, str]:
-    """Create or reopen a sweep directory (after ``check_sweep_dir``'s refusals)."""
-    script_bytes, sha = check_sweep_dir(spec, paths)
-    store = Store(paths.store)
-    fp = spec.fingerprint()
-    store.set_meta("fingerprint", fp)
-    store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
-    store.set_meta("script_sha256", sha)
-    store.set_meta("script_name", spec.script.name)
-    if store.get_meta(REDACTED_META) is None and not store.runs():  # a resumed older sweep stays unmarked
-        store.set_meta(REDACTED_META, "1")
-    atomic_write(paths.spec_json, json.dumps({"fingerprint": fp, "spec": spec.to_dict(mask_secrets=True)},
-                                             indent=2, sort_keys=True))
-    if not paths.script(spec.script.name).exists():
-        atomic_write(paths.script(spec.script.name), script_bytes)
-    return store, script_bytes, sha
-
-
-def open_study(spec: SweepSpec, paths: SweepPaths) -> optuna.Study:
-    """Create or load the sweep's Optuna study; a storage that cannot be opened is a user error."""
-    url = spec.storage_url or paths.optuna_url
-    if spec.storage_url is None:
-        paths.root.mkdir(parents=True, exist_ok=True)
-    sampler = make_sampler(spec)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return optuna.create_study(study_name=spec.name, storage=url, sampler=sampler,
-                                       direction=spec.direction.value, load_if_exists=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GolfsweepError(f"storage.url: cannot open Optuna storage {url!r}: {first[:200]}") from None
-
-
 class Driver:
     """One sweep, driven to completion on a backend. Use ``run()``."""
 
     def __init__(self, spec: SweepSpec, sweep_dir: str | Path, backend: RunBackend, *,
-                 progress: ProgressCallback | None = None, poll_seconds: float = 0.5) -> None:
+                 progress: ProgressCallback | None = None, poll_seconds: float = 0.5,
+                 checked: tuple[bytes, str] | None = None,
+                 opened: tuple[optuna.Study, optuna.storages.BaseStorage] | None = None) -> None:
+        """``checked``/``opened``: what ``check_sweep_dir``/``open_study`` returned when the caller
+        already ran them (the CLI does, before Ray starts), so nothing is checked twice."""
         self.spec = spec
         self.paths = SweepPaths.of(sweep_dir)
         self.backend = backend
         self.progress = progress
         self.poll_seconds = poll_seconds
         self.redactor = Redactor({**os.environ, **spec.env})
-        check_sweep_dir(spec, self.paths)
-        self.study = open_study(spec, self.paths)  # before writing anything: the storage may be bad
-        self.store, self.script_bytes, self.script_sha = prepare_sweep_dir(spec, self.paths)
+        checked = checked or check_sweep_dir(spec, self.paths)
+        with quiet_optuna():  # before writing anything: the storage may be bad
+            self.study, self.storage = opened or open_study(spec, self.paths)
+        self.lease = SweepLease(self.paths.store, self.paths.root)
+        taken_over = self.lease.acquire()  # before anything is written or runs
+        try:
+            self.store = prepare_sweep_dir(spec, self.paths, *checked)
+        except BaseException:
+            self.lease.release()
+            raise
+        self.script_bytes, self.script_sha = checked
+        self.events = DriverLog(self.paths.driver_log, self.redactor)
+        if taken_over:
+            self.events.notice("lease_taken_over", taken_over)
         self.dists = distributions(spec)
         self.pending: deque[RunSpec] = deque()
         self.retries = 0
@@ -148,37 +103,52 @@ class Driver:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> SweepOutcome:
-        self._log(f"driver start: sweep {self.spec.name!r}, {self.spec.trials} trials x "
-                  f"{len(self.spec.seeds)} seeds, script sha256 {self.script_sha[:12]}")
-        for line in describe_spec(self.spec):
-            self._log(f"spec: {line}")
-        for name in Redactor(self.spec.env).short_names:
-            self._log(f"note: env.{name} is shorter than {MIN_SECRET_LENGTH} characters: run output shows it as "
-                      f"*** only where it follows its name ({name}=...), not everywhere")
-        self._recover()
+        """Drive the sweep to its end. SIGTERM/SIGINT raise ``DriverInterrupted`` after the runs in
+        flight were killed (they stay RUNNING in the store, so ``resume`` re-runs them)."""
         try:
-            while True:
-                submitted = self._fill()
-                if not self.pending and self.backend.in_flight() == 0 and not self._can_ask():
-                    break
-                results = self.backend.poll(self.poll_seconds)
-                for run, result in results:
-                    self._handle(run, result)
-                # The display reads the store: refresh on change, and now and then for the clock.
-                if submitted or results or time.time() - self._last_report > 5:
-                    self._report()
-        except KeyboardInterrupt:
-            self._log("driver interrupted: runs in flight will be re-run by `golfsweep resume`")
-            raise
+            with quiet_optuna(), interrupt_on_signals():
+                self._start()
+                self._loop()
+            self._report()
+            runs = self.store.runs()
+            outcome = SweepOutcome(self.paths.root, len(self.store.trials()), len(runs),
+                                   sum(r.state is not RunState.COMPLETE for r in runs), self._best())
+            self.events.event("driver_done", runs=outcome.n_runs, not_complete=outcome.n_failed)
+            return outcome
+        except KeyboardInterrupt as exc:
+            stop = as_interrupt(exc)
+            self.events.event("driver_interrupted", signal=stop.signal_name, in_flight=self.backend.in_flight())
+            raise stop from None
         finally:
-            self.backend.shutdown()
-        self._report()
-        runs = self.store.runs()
-        outcome = SweepOutcome(self.paths.root, len(self.store.trials()), len(runs),
-                               sum(r.state is not RunState.COMPLETE for r in runs), self._best())
-        self._log(f"driver done: {outcome.n_runs} runs, {outcome.n_failed} not complete")
-        self.store.close()
-        return outcome
+            self.backend.shutdown()  # kills what still runs, with its process tree
+            self.store.close()
+            self.lease.release()
+            self.events.close()
+
+    def _start(self) -> None:
+        s = self.spec
+        self.events.event("driver_start", sweep=s.name, trials=s.trials, seeds=len(s.seeds),
+                          script_sha256=self.script_sha[:12], pid=os.getpid())
+        for line in describe_spec(s):
+            self.events.event("spec", line=line)
+        for name in Redactor(s.env).short_names:
+            self.events.event("short_secret", key=f"env.{name}", min_length=MIN_SECRET_LENGTH,
+                              note="masked only where it follows its name")
+        self._recover()
+
+    def _loop(self) -> None:
+        while True:
+            if self.lease.lost.is_set():
+                raise DriverInterrupted("lease lost: another driver took over this sweep")
+            submitted = self._fill()
+            if not self.pending and self.backend.in_flight() == 0 and not self._can_ask():
+                return
+            results = self.backend.poll(self.poll_seconds)
+            for run, result in results:
+                self._handle(run, result)
+            # The display reads the store: refresh on change, and now and then for the clock.
+            if submitted or results or time.time() - self._last_report > 5:
+                self._report()
 
     def _can_ask(self) -> bool:
         return len(self.study.trials) < self.spec.trials
@@ -200,7 +170,7 @@ class Driver:
         trial = self.study.ask(self.dists)
         self._trials[trial.number] = trial
         self.store.add_trial(trial.number, trial.params, mask_env(trial_environment(self.spec, trial.params)))
-        self._log(f"trial {trial.number} asked: {json.dumps(trial.params, sort_keys=True)}")
+        self.events.event("trial_asked", trial=trial.number, params=trial.params)
         for seed in self.spec.seeds:
             self.pending.append(self._run_spec(trial.number, trial.params, seed, attempt=1))
 
@@ -218,7 +188,7 @@ class Driver:
         self.store.put_run(RunRecord(trial=run.trial, seed=run.seed, state=RunState.RUNNING, attempt=run.attempt,
                                      started_at=time.time()))
         self.backend.submit(run)
-        self._log(f"run {run.trial}-{run.seed} attempt {run.attempt} submitted")
+        self.events.event("run_submitted", trial=run.trial, seed=run.seed, attempt=run.attempt)
 
     # ------------------------------------------------------------------ results
     def _handle(self, run: RunSpec, res: RunResult) -> None:
@@ -231,9 +201,9 @@ class Driver:
         retry = self._retry(res.state, run.attempt)
         self.store.put_run(rec)
         atomic_write(self.paths.run_result(run.trial, run.seed), json.dumps(rec.to_dict(), indent=2))
-        self._log(f"run {run.trial}-{run.seed} attempt {run.attempt} {res.state.value}"
-                  + (f" on {res.node_id}" if res.node_id else "") + (f": {res.reason}" if res.reason else "")
-                  + (" -> retry" if retry else ""))
+        self.events.event("run_finished", trial=run.trial, seed=run.seed, attempt=run.attempt,
+                          state=res.state.value, node=res.node_id, reason=res.reason, retry=retry,
+                          val_bpb=res.val_bpb, warnings=len(res.warnings) or None)
         if retry:
             self.retries += 1
             self.pending.appendleft(_next_attempt(run))
@@ -261,7 +231,7 @@ class Driver:
             trial.set_user_attr("failure", reasons[:2000])
             self.store.finish_trial(trial_number, TrialStatus.FAILED, None)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self._log(f"trial {trial_number} failed: {reasons}")
+            self.events.event("trial_failed", trial=trial_number, reasons=reasons)
             return
         metric = self.spec.metric
         values = [getattr(r, metric) for r in runs]
@@ -271,12 +241,13 @@ class Driver:
         trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
         self.store.finish_trial(trial_number, TrialStatus.COMPLETE, value)
         self.study.tell(trial, value)
-        self._log(f"trial {trial_number} complete: mean {metric} {value:.6f}")
+        self.events.event("trial_complete", trial=trial_number, metric=metric, mean=round(value, 8))
 
     def _trial(self, number: int) -> optuna.trial.Trial:
-        if number not in self._trials:  # after a restart: rebuild the handle from storage
-            frozen = self.study.trials[number]
-            self._trials[number] = optuna.trial.Trial(self.study, frozen._trial_id)
+        if number not in self._trials:  # after a restart: find the trial through the storage's API
+            study_id = self.storage.get_study_id_from_name(self.spec.name)
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            self._trials[number] = optuna.trial.Trial(self.study, trial_id)
         return self._trials[number]
 
     # ------------------------------------------------------------------ resume
@@ -299,7 +270,7 @@ class Driver:
                 self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
                 requeued += 1
             if requeued:
-                self._log(f"resume: trial {t.trial}: re-queued {requeued} run(s)")
+                self.events.event("resume_requeued", trial=t.trial, runs=requeued)
             else:
                 self._maybe_tell(t.trial)
 
@@ -325,18 +296,6 @@ class Driver:
         self.progress(Snapshot(total=total, complete=complete, failed=failed, running=running, queued=queued,
                                retries=self.retries, best=self._best(), elapsed=time.time() - self.started))
 
-    def _log(self, msg: str) -> None:
-        msg = self.redactor.redact(msg)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        self.paths.driver_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.paths.driver_log, "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {msg}\n")
-
-
-def trial_environment(spec: SweepSpec, params: dict[str, Any]) -> dict[str, str]:
-    """The env a trial's runs receive from the sweep: the fixed env, then the config's parameters."""
-    return {**spec.env, **config_env(spec.env_names, params)}
-
 
 def _next_attempt(run: RunSpec) -> RunSpec:
     return dataclasses.replace(run, attempt=run.attempt + 1)
@@ -344,22 +303,3 @@ def _next_attempt(run: RunSpec) -> RunSpec:
 
 def _nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
-
-
-def planned_runs(spec: SweepSpec) -> list[dict[str, Any]]:
-    """What ``--dry-run`` prints: the configs the sampler would propose first, × seeds, with env.
-
-    Model-based samplers adapt to results, so only the configs before any result are certain; the
-    rest are drawn as if no result had arrived.
-    """
-    study = optuna.create_study(sampler=make_sampler(spec), direction=spec.direction.value)
-    dists = distributions(spec)
-    out = []
-    for _ in range(spec.trials):
-        trial = study.ask(dists)
-        env = mask_env(trial_environment(spec, trial.params))
-        for seed in spec.seeds:
-            out.append({"trial": trial.number, "seed": seed, "params": trial.params,
-                        "env": run_environment(env, seed, run_id(spec.name, trial.number, seed), base={})})
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    return out

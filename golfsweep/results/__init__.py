@@ -13,7 +13,7 @@ from golfsweep.results._significance import (
 )
 from golfsweep.results._runtime import pick_trial, runtime_checks, runtime_checks_for, sweep_configs, trial_env
 from golfsweep.results._status import format_status
-from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialStatus
+from golfsweep.results._store import LeaseHeld, RunRecord, Store, TrialRecord, TrialStatus
 from golfsweep.results._table import (
     SweepData,
     best_feasible,
@@ -25,7 +25,7 @@ from golfsweep.results._table import (
 )
 
 __all__ = [
-    "RunRecord", "Store", "SweepData", "TrialRecord", "TrialStatus", "best_feasible", "format_status",
+    "LeaseHeld", "RunRecord", "Store", "SweepData", "TrialRecord", "TrialStatus", "best_feasible", "format_status",
     "format_table", "limit_checks", "load_sweep", "runs_frame", "summary_frame",
     "Baseline", "BaselineRun", "Significance", "format_significance", "load_baseline", "significance",
     "significance_of", "render_report", "write_report", "export_record", "pick_trial", "runtime_checks",

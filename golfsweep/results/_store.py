@@ -12,7 +12,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +134,12 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at REAL NOT NULL,
     PRIMARY KEY (trial, seed)
 );
+CREATE TABLE IF NOT EXISTS lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    token TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     trial INTEGER NOT NULL,
     seed INTEGER NOT NULL,
@@ -146,6 +152,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (trial, seed, attempt)
 );
 """
+
+
+class LeaseHeld(GolfsweepError):
+    """Another driver holds the sweep's lease: ``holder`` says who and since when."""
+
+    def __init__(self, holder: dict[str, Any]) -> None:
+        self.holder = holder
+        super().__init__(f"lease held by {holder}")
 
 
 class Store:
@@ -168,7 +182,7 @@ class Store:
             if not create:
                 # A store being created right now (or an empty file) has no tables yet.
                 have = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if not {"meta", "trials", "runs", "attempts"} <= have:
+                if not {"meta", "trials", "runs", "attempts"} <= have:  # (lease: added later, made on open)
                     self._conn.close()
                     raise GolfsweepError(f"sweep directory: {str(self.path)!r} is not a complete golfsweep "
                                          f"store (no tables yet; is this a sweep directory?)")
@@ -229,6 +243,33 @@ class Store:
     def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
+
+    # ------------------------------------------------------------------ the driver's lease
+    def take_lease(self, token: str, owner: Mapping[str, Any], may_replace: Callable[[dict[str, Any]], bool]
+                   ) -> dict[str, Any] | None:
+        """Atomically make ``token`` the sweep's driver. Returns the owner it replaced (None if the
+        lease was free or already ours); raises ``LeaseHeld`` when the holder may not be replaced.
+        ``may_replace(holder)`` sees the holder's owner fields plus ``heartbeat_at``."""
+        with self._tx() as c:
+            row = c.execute("SELECT token, owner, heartbeat_at FROM lease WHERE id=1").fetchone()
+            held = None
+            if row is not None and row[0] != token:
+                held = {**json.loads(row[1]), "heartbeat_at": row[2]}
+                if not may_replace(held):
+                    raise LeaseHeld(held)
+            c.execute("INSERT INTO lease(id, token, owner, heartbeat_at) VALUES(1, ?, ?, ?) ON CONFLICT(id) DO "
+                      "UPDATE SET token=excluded.token, owner=excluded.owner, heartbeat_at=excluded.heartbeat_at",
+                      (token, json.dumps(dict(owner)), time.time()))
+        return held
+
+    def renew_lease(self, token: str) -> bool:
+        """Heartbeat; False when the lease is no longer ``token``'s (another driver took it over)."""
+        with self._tx() as c:
+            return c.execute("UPDATE lease SET heartbeat_at=? WHERE id=1 AND token=?", (time.time(), token)).rowcount == 1
+
+    def release_lease(self, token: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM lease WHERE id=1 AND token=?", (token,))
 
     # ------------------------------------------------------------------ trials
     def add_trial(self, trial: int, params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:

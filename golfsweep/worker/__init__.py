@@ -7,6 +7,7 @@ from golfsweep.worker._launch import (
     default_workdir_root,
     descendants,
     execute_run,
+    kill_live_runs,
     kill_tree,
     preflight,
     run_env,
@@ -26,6 +27,6 @@ from golfsweep.worker._types import ArtifactMeasurement, RunResult, RunSpec, Run
 __all__ = [
     "ArtifactMeasurement", "CurvePoint", "LaunchMode", "MetricLine", "ParsedLog",
     "RunResult", "RunSpec", "RunState", "build_command", "config_env", "launch_command", "run_environment", "run_id", "companion_values", "default_workdir_root", "descendants",
-    "execute_run", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
+    "execute_run", "kill_live_runs", "kill_tree", "measure_artifact", "parse_log", "parse_log_file", "preflight", "run_env",
     "run_workdir", "seed_from_filename",
 ]

@@ -155,6 +155,8 @@ def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, t
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 preexec_fn=_die_with_parent)
+        with _LIVE_LOCK:
+            _LIVE[proc.pid] = proc
         last_output = [time.monotonic()]
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, last_output, redactor), daemon=True)
         pump.start()
@@ -172,10 +174,26 @@ def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, t
                 break
             time.sleep(_POLL_SECONDS)
         proc.wait()
+        with _LIVE_LOCK:
+            _LIVE.pop(proc.pid, None)
         if killed_for is None:
             _end_leftovers(proc.pid)
         pump.join(timeout=5)
     return _Outcome(proc.returncode, killed_for)
+
+
+# The runs this process is supervising, so a driver told to stop can end them with their trees.
+_LIVE: dict[int, subprocess.Popen] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_live_runs() -> int:
+    """Kill every run this process supervises, with its whole process tree; returns how many."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE.values())
+    for proc in procs:
+        kill_tree(proc)
+    return len(procs)
 
 
 def _end_leftovers(pgid: int) -> None:

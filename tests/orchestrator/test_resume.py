@@ -65,7 +65,10 @@ def test_resume_after_driver_sigkill_matches_uninterrupted(tmp_path):
     rerun = [r for r in runs if r.attempt > 1]
     assert rerun, "runs in flight at the crash must be re-run"
     assert _table(out) == _table(ref_dir / "out")
-    assert "resume: trial" in (out / "driver.log").read_text()
+    log = (out / "driver.log").read_text()
+    assert "event=resume_requeued" in log and "event=lease_taken_over" in log
+    # the killed driver's lease was stale (its process is gone): taken over with one notice line
+    assert res.stderr.count("notice: took over the lease of a stale driver") == 1, res.stderr
 
 
 class _Killed(Exception):

@@ -1,0 +1,124 @@
+"""A sweep's directory and Optuna study: refuse the wrong one, create or reopen the right one, and
+the plan ``--dry-run`` prints. Everything here runs before a run starts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+
+from golfsweep.errors import GolfsweepError
+from golfsweep.paths import SweepPaths, atomic_write
+from golfsweep.redact import REDACTED_META
+from golfsweep.results import Store
+from golfsweep.search_spaces import SweepSpec, distributions, make_sampler, mask_env
+from golfsweep.worker import config_env, run_environment, run_id
+
+__all__ = ["check_sweep_dir", "open_study", "planned_runs", "prepare_sweep_dir", "quiet_optuna", "trial_environment"]
+
+
+def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[bytes, str]:
+    """Refuse a directory holding a different sweep or a changed script; writes nothing.
+
+    Returns the script's bytes and sha256, read once here.
+    """
+    script_bytes = spec.script.read_bytes()
+    sha = hashlib.sha256(script_bytes).hexdigest()
+    if paths.root.exists() and not paths.root.is_dir():
+        raise GolfsweepError(f"sweep directory: must be a directory, got file {str(paths.root)!r}")
+    if not paths.store.exists():
+        return script_bytes, sha
+    with Store(paths.store, create=False) as store:
+        old_fp, old_sha = store.get_meta("fingerprint"), store.get_meta("script_sha256")
+        old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
+    fp = spec.fingerprint()
+    if old_fp is not None and old_fp != fp:
+        raise GolfsweepError(
+            f"sweep directory: {str(paths.root)!r} holds sweep {old_name!r} with a different spec "
+            f"(fingerprint {old_fp} != {fp}); use another --dir")
+    if old_sha is not None and old_sha != sha:
+        raise GolfsweepError(
+            f"sweep.script: {spec.script.name} changed since this sweep started "
+            f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or use another --dir")
+    return script_bytes, sha
+
+
+def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths, script_bytes: bytes, sha: str) -> Store:
+    """Create or reopen a sweep directory, once ``check_sweep_dir`` accepted it (its return values
+    are ``script_bytes`` and ``sha``)."""
+    store = Store(paths.store)
+    fp = spec.fingerprint()
+    store.set_meta("fingerprint", fp)
+    store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
+    store.set_meta("script_sha256", sha)
+    store.set_meta("script_name", spec.script.name)
+    if store.get_meta(REDACTED_META) is None and not store.runs():  # a resumed older sweep stays unmarked
+        store.set_meta(REDACTED_META, "1")
+    atomic_write(paths.spec_json, json.dumps({"fingerprint": fp, "spec": spec.to_dict(mask_secrets=True)},
+                                             indent=2, sort_keys=True))
+    if not paths.script(spec.script.name).exists():
+        atomic_write(paths.script(spec.script.name), script_bytes)
+    return store
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial INFO lines and its warnings a user cannot act on (an ignored constraint
+    value under a sampler without constraints, experimental APIs) stay off the terminal."""
+    old = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"optuna(\..*)?$")
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(old)
+
+
+def open_study(spec: SweepSpec, paths: SweepPaths) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """Create or load the sweep's Optuna study and its storage; a storage that cannot be opened is a
+    user error. The storage is returned so trials can be found by number through its public API."""
+    url = spec.storage_url or paths.optuna_url
+    if spec.storage_url is None:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    sampler = make_sampler(spec)
+    try:
+        with quiet_optuna():
+            storage = optuna.storages.RDBStorage(url)
+            study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler,
+                                        direction=spec.direction.value, load_if_exists=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GolfsweepError(f"storage.url: cannot open Optuna storage {url!r}: {first[:200]}") from None
+    return study, storage
+
+
+def trial_environment(spec: SweepSpec, params: dict[str, Any]) -> dict[str, str]:
+    """The env a trial's runs receive from the sweep: the fixed env, then the config's parameters."""
+    return {**spec.env, **config_env(spec.env_names, params)}
+
+
+
+def planned_runs(spec: SweepSpec) -> list[dict[str, Any]]:
+    """What ``--dry-run`` prints: the configs the sampler would propose first, × seeds, with env.
+
+    Model-based samplers adapt to results, so only the configs before any result are certain; the
+    rest are drawn as if no result had arrived.
+    """
+    study = optuna.create_study(sampler=make_sampler(spec), direction=spec.direction.value)
+    dists = distributions(spec)
+    out = []
+    for _ in range(spec.trials):
+        trial = study.ask(dists)
+        env = mask_env(trial_environment(spec, trial.params))
+        for seed in spec.seeds:
+            out.append({"trial": trial.number, "seed": seed, "params": trial.params,
+                        "env": run_environment(env, seed, run_id(spec.name, trial.number, seed), base={})})
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return out

@@ -95,6 +95,22 @@ def write_sweep(directory: str | os.PathLike[str], filename: str = "sweep.toml",
     return path
 
 
+def fill_tmp(s: str, tmp: Path) -> str:
+    """``{tmp}`` in a test case's strings stands for the test's tmp_path."""
+    return s.replace("{tmp}", str(tmp))
+
+
+def fill_tmp_any(v: Any, tmp: Path) -> Any:
+    if isinstance(v, str):
+        return fill_tmp(v, tmp)
+    if isinstance(v, dict):
+        return {k: fill_tmp_any(x, tmp) for k, x in v.items()}
+    if isinstance(v, list):
+        return [fill_tmp_any(x, tmp) for x in v]
+    return v
+
+
+
 # --------------------------------------------------------------------------- a tiny TOML writer
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

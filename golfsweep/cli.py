@@ -128,6 +128,8 @@ def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
         _echo_err(f"interrupted ({why}); runs in flight re-run on `golfsweep resume {sweep_dir}`")
         raise typer.Exit(143 if why == "SIGTERM" else 130) from None
     typer.echo(format_table(load_sweep(outcome.sweep_dir), "md"))
+    if outcome.stopped:
+        typer.echo(f"stopped: {outcome.stopped}", err=True)
     if outcome.best is None:
         typer.echo("no feasible config: see `golfsweep status` for the reasons", err=True)
 

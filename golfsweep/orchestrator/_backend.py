@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import queue
 import socket
 import time
 from pathlib import Path
 
 from golfsweep.errors import GolfsweepError
-from golfsweep.worker import RunResult, RunSpec, RunState, execute_run, kill_live_runs
+from golfsweep.worker import CurvePoint, RunResult, RunSpec, RunState, execute_run, kill_live_runs
 
 
 class RunBackend(abc.ABC):
@@ -19,6 +20,9 @@ class RunBackend(abc.ABC):
     at most that many times, then ``poll()`` until results come back. Every submitted spec comes
     back from ``poll`` exactly once, as a ``RunResult`` — never an exception. A run whose worker or
     node died comes back with state ``LOST``; retrying it is the driver's decision, not the backend's.
+    While runs are alive, ``points()`` hands over the validation points they have printed since the
+    last call; ``cancel()`` stops a run (its process tree killed), which then comes back from
+    ``poll`` as ``PRUNED``. ``now()`` is the backend's clock, in seconds (a simulation's is virtual).
     """
 
     @abc.abstractmethod
@@ -37,6 +41,17 @@ class RunBackend(abc.ABC):
     def in_flight(self) -> int:
         """Runs submitted and not yet returned by ``poll``."""
 
+    def points(self) -> list[tuple[RunSpec, CurvePoint]]:
+        """In-training validation points printed by runs still in flight, since the last call."""
+        return []
+
+    def cancel(self, spec: RunSpec, reason: str) -> None:
+        """Stop the run of ``spec`` if still in flight; it comes back from ``poll`` as ``PRUNED``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stop a run")
+
+    def now(self) -> float:
+        return time.time()
+
     def shutdown(self) -> None:
         """Release resources. Runs still in flight are killed with their process trees (the driver
         calls this when it stops early); their results are not reported."""
@@ -50,13 +65,28 @@ class InProcessBackend(RunBackend):
         self._max = max_parallel
         self._root = workdir_root
         self._futures: dict[cf.Future, RunSpec] = {}
+        self._points: queue.SimpleQueue = queue.SimpleQueue()
+        self._stops: dict[tuple[int, int, int], str] = {}
 
     def capacity(self) -> int:
         return self._max
 
     def submit(self, spec: RunSpec) -> None:
-        fut = self._pool.submit(execute_run, spec, workdir_root=self._root, node_id="local")
+        key = (spec.trial, spec.seed, spec.attempt)
+        fut = self._pool.submit(execute_run, spec, workdir_root=self._root, node_id="local",
+                                on_point=lambda p: self._points.put((spec, p)), stop=lambda: self._stops.get(key))
         self._futures[fut] = spec
+
+    def points(self) -> list[tuple[RunSpec, CurvePoint]]:
+        out = []
+        while True:
+            try:
+                out.append(self._points.get_nowait())
+            except queue.Empty:
+                return out
+
+    def cancel(self, spec: RunSpec, reason: str) -> None:
+        self._stops[(spec.trial, spec.seed, spec.attempt)] = reason
 
     def poll(self, timeout: float) -> list[tuple[RunSpec, RunResult]]:
         if not self._futures:
@@ -122,6 +152,9 @@ class RayBackend(RunBackend):
             num_gpus=gpus_per_run, num_cpus=0 if gpus_per_run else cpus_per_run, max_retries=0,
             scheduling_strategy="SPREAD")
         self._root = workdir_root
+        self._queue = None  # curve points from the runs: a Ray queue actor, made with the first run
+        self._cancelled: dict[object, str] = {}
+        self._submitted: dict[object, float] = {}
 
     def capacity(self) -> int:
         total = 0
@@ -136,8 +169,29 @@ class RayBackend(RunBackend):
         return total
 
     def submit(self, spec: RunSpec) -> None:
-        ref = self._task.remote(spec, str(self._root) if self._root else None)
+        if self._queue is None:
+            from ray.util.queue import Queue
+
+            self._queue = Queue(actor_options={"num_cpus": 0})
+        ref = self._task.remote(spec, str(self._root) if self._root else None, self._queue)
         self._refs[ref] = spec
+        self._submitted[ref] = time.time()
+
+    def points(self) -> list[tuple[RunSpec, CurvePoint]]:
+        if self._queue is None:
+            return []
+        try:
+            items = self._queue.get_nowait_batch(self._queue.qsize())
+        except Exception:  # the queue actor is gone with the cluster: nothing to report
+            return []
+        live = {(s.trial, s.seed, s.attempt): s for s in self._refs.values()}
+        return [(live[key], point) for key, point in items if key in live]
+
+    def cancel(self, spec: RunSpec, reason: str) -> None:
+        for ref, s in self._refs.items():
+            if s is spec or (s.trial, s.seed, s.attempt) == (spec.trial, spec.seed, spec.attempt):
+                self._cancelled[ref] = reason
+                self._ray.cancel(ref, force=True)  # the worker dies; its trainer tree dies with it
 
     def poll(self, timeout: float) -> list[tuple[RunSpec, RunResult]]:
         if not self._refs:
@@ -147,6 +201,13 @@ class RayBackend(RunBackend):
         out = []
         for ref in ready:
             spec = self._refs.pop(ref)
+            submitted = self._submitted.pop(ref, time.time())
+            if ref in self._cancelled:
+                reason = self._cancelled.pop(ref)
+                out.append((spec, RunResult(trial=spec.trial, seed=spec.seed, attempt=spec.attempt,
+                                            state=RunState.PRUNED, reason=reason, started_at=submitted,
+                                            ended_at=time.time())))
+                continue
             try:
                 out.append((spec, self._ray.get(ref)))
             except self._ray.exceptions.RayTaskError as exc:  # golfsweep's own code raised on the node
@@ -166,6 +227,12 @@ class RayBackend(RunBackend):
             except Exception:
                 pass
         self._refs.clear()
+        if self._queue is not None:
+            try:
+                self._queue.shutdown(force=True)
+            except Exception:
+                pass
+            self._queue = None
         if self._owns_ray:
             self._ray.shutdown()
 
@@ -190,9 +257,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-def _ray_execute(spec: RunSpec, workdir_root: str | None) -> RunResult:
+def _ray_execute(spec: RunSpec, workdir_root: str | None, points=None) -> RunResult:
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
-    return execute_run(spec, workdir_root=Path(workdir_root) if workdir_root else None, node_id=node_id)
+    key = (spec.trial, spec.seed, spec.attempt)
+    on_point = (lambda p: points.put_nowait((key, p))) if points is not None else None
+    return execute_run(spec, workdir_root=Path(workdir_root) if workdir_root else None, node_id=node_id,
+                       on_point=on_point)
 

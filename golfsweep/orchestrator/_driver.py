@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,31 +25,18 @@ from typing import Any
 
 import optuna
 
-from golfsweep.limits import check as limits_check
 from golfsweep.orchestrator._backend import RunBackend
 from golfsweep.orchestrator._events import DriverInterrupted, DriverLog, as_interrupt, interrupt_on_signals
 from golfsweep.orchestrator._lease import SweepLease
+from golfsweep.orchestrator._outcomes import Snapshot, TrialOutcomes
 from golfsweep.orchestrator._setup import (check_sweep_dir, open_study, prepare_sweep_dir, quiet_optuna,
                                           trial_environment)
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
-from golfsweep.results import RunRecord, TrialStatus, load_sweep, summary_frame
-from golfsweep.search_spaces import SweepSpec, describe_spec, distributions, mask_env
+from golfsweep.results import RunRecord
+from golfsweep.results._ledger import attempt_gpu_hours
+from golfsweep.search_spaces import SeedPolicy, SweepSpec, describe_spec, distributions, mask_env
 from golfsweep.worker import LaunchMode, RunResult, RunSpec, RunState
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Progress counts for the live display."""
-
-    total: int
-    complete: int
-    failed: int
-    running: int
-    queued: int
-    retries: int
-    best: dict[str, Any] | None
-    elapsed: float
 
 
 ProgressCallback = Callable[[Snapshot], None]
@@ -63,9 +49,11 @@ class SweepOutcome:
     n_runs: int
     n_failed: int
     best: dict[str, Any] | None
+    gpu_hours: float = 0.0
+    stopped: str | None = None  # why the sweep ended before its trials did (the budget)
 
 
-class Driver:
+class Driver(TrialOutcomes):
     """One sweep, driven to completion on a backend. Use ``run()``."""
 
     def __init__(self, spec: SweepSpec, sweep_dir: str | Path, backend: RunBackend, *,
@@ -97,9 +85,16 @@ class Driver:
         self.dists = distributions(spec)
         self.pending: deque[RunSpec] = deque()
         self.retries = 0
-        self.started = time.time()
+        self.started = backend.now()
         self._trials: dict[int, optuna.trial.Trial] = {}
         self._last_report = 0.0
+        self._in_flight: dict[tuple[int, int], tuple[RunSpec, float]] = {}  # (trial, seed) -> spec, start
+        self._pruning: dict[int, str] = {}  # trial -> why it is being pruned
+        self._told: set[int] = set()  # trials told to Optuna by this driver
+        self._reported: dict[int, int] = {}  # trial -> last curve step told to Optuna
+        gpus = spec.gpus_per_run
+        self._spent = sum(attempt_gpu_hours(a["started_at"], a["ended_at"], gpus) for a in self.store.attempts())
+        self._stop_reason: str | None = None
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> SweepOutcome:
@@ -112,8 +107,10 @@ class Driver:
             self._report()
             runs = self.store.runs()
             outcome = SweepOutcome(self.paths.root, len(self.store.trials()), len(runs),
-                                   sum(r.state is not RunState.COMPLETE for r in runs), self._best())
-            self.events.event("driver_done", runs=outcome.n_runs, not_complete=outcome.n_failed)
+                                   sum(r.state is not RunState.COMPLETE for r in runs), self._best(),
+                                   self._spent, self._stop_reason)
+            self.events.event("driver_done", runs=outcome.n_runs, not_complete=outcome.n_failed,
+                              gpu_hours=round(self._spent, 4), stopped=self._stop_reason)
             return outcome
         except KeyboardInterrupt as exc:
             stop = as_interrupt(exc)
@@ -141,13 +138,15 @@ class Driver:
             if self.lease.lost.is_set():
                 raise DriverInterrupted("lease lost: another driver took over this sweep")
             submitted = self._fill()
-            if not self.pending and self.backend.in_flight() == 0 and not self._can_ask():
+            idle = self.backend.in_flight() == 0
+            if idle and (self._stop_reason or (not self.pending and not self._can_ask())):
                 return
             results = self.backend.poll(self.poll_seconds)
             for run, result in results:
                 self._handle(run, result)
+            self._on_points(self.backend.points())
             # The display reads the store: refresh on change, and now and then for the clock.
-            if submitted or results or time.time() - self._last_report > 5:
+            if submitted or results or self.backend.now() - self._last_report > 5:
                 self._report()
 
     def _can_ask(self) -> bool:
@@ -157,7 +156,7 @@ class Driver:
         """Submit runs while the cluster has room; returns how many were submitted."""
         cap = self.backend.capacity()
         submitted = 0
-        while self.backend.in_flight() < cap:
+        while self.backend.in_flight() < cap and not self._budget_reached():
             if not self.pending:
                 if not self._can_ask():
                     break
@@ -171,7 +170,8 @@ class Driver:
         self._trials[trial.number] = trial
         self.store.add_trial(trial.number, trial.params, mask_env(trial_environment(self.spec, trial.params)))
         self.events.event("trial_asked", trial=trial.number, params=trial.params)
-        for seed in self.spec.seeds:
+        seeds = self.spec.seeds[:1] if self.spec.pruning.seeds is SeedPolicy.SEQUENTIAL else self.spec.seeds
+        for seed in seeds:  # seed-sequential: the others wait for the first one's verdict
             self.pending.append(self._run_spec(trial.number, trial.params, seed, attempt=1))
 
     def _run_spec(self, trial: int, params: dict[str, Any], seed: int, attempt: int) -> RunSpec:
@@ -185,20 +185,24 @@ class Driver:
         )
 
     def _submit(self, run: RunSpec) -> None:
+        now = self.backend.now()
         self.store.put_run(RunRecord(trial=run.trial, seed=run.seed, state=RunState.RUNNING, attempt=run.attempt,
-                                     started_at=time.time()))
+                                     started_at=now))
+        self._in_flight[(run.trial, run.seed)] = (run, now)
         self.backend.submit(run)
         self.events.event("run_submitted", trial=run.trial, seed=run.seed, attempt=run.attempt)
 
     # ------------------------------------------------------------------ results
     def _handle(self, run: RunSpec, res: RunResult) -> None:
         res = res.redacted(self.redactor)  # the worker redacted already; older or foreign workers may not
+        self._in_flight.pop((run.trial, run.seed), None)
+        self._spent += attempt_gpu_hours(res.started_at, res.ended_at, self.spec.gpus_per_run)
         log_path = None
         if res.log_text:
             log_path = self.paths.run_log(run.trial, run.seed)
             atomic_write(log_path, res.log_text)
         rec = RunRecord.from_result(res, str(log_path) if log_path else None)
-        retry = self._retry(res.state, run.attempt)
+        retry = self._retry(res.state, run.attempt) and run.trial not in self._pruning
         self.store.put_run(rec)
         atomic_write(self.paths.run_result(run.trial, run.seed), json.dumps(rec.to_dict(), indent=2))
         self.events.event("run_finished", trial=run.trial, seed=run.seed, attempt=run.attempt,
@@ -208,7 +212,26 @@ class Driver:
             self.retries += 1
             self.pending.appendleft(_next_attempt(run))
             return
+        if self._awaits_verdict(run.trial, run.seed, res.state):
+            self._seed_gate(run.trial)
         self._maybe_tell(run.trial)
+
+    def _budget_reached(self) -> bool:
+        """Whether spent plus in-flight GPU-hours reached ``[cost] budget_gpu_hours``: then no run starts."""
+        budget = self.spec.cost.budget_gpu_hours
+        if budget is None:
+            return False
+        now, gpus = self.backend.now(), self.spec.gpus_per_run
+        flying = sum(attempt_gpu_hours(t0, now, gpus) for _, t0 in self._in_flight.values())
+        if self._spent + flying < budget:
+            return False
+        if self._stop_reason is None:
+            self._stop_reason = (f"budget reached: {self._spent:.2f} GPU-hours spent + {flying:.2f} in flight >= "
+                                 f"cost.budget_gpu_hours = {budget:g}; no new run starts (`resume` with a larger "
+                                 f"budget continues)")
+            self.events.event("budget_reached", spent=round(self._spent, 4), in_flight=round(flying, 4),
+                              budget=budget)
+        return True
 
     def _retry(self, state: RunState, attempt: int) -> bool:
         """Whether a run that ended in ``state`` on ``attempt`` runs again: the one rule for the live
@@ -219,82 +242,6 @@ class Driver:
         if state.is_script_failure():
             return attempt <= self.spec.max_script_retries
         return False
-
-    def _maybe_tell(self, trial_number: int) -> None:
-        runs = self.store.runs(trial_number)
-        if len(runs) < len(self.spec.seeds) or not all(r.state.is_finished() for r in runs):
-            return
-        trial = self._trial(trial_number)
-        failed = [r for r in runs if r.state is not RunState.COMPLETE]
-        if failed:
-            reasons = "; ".join(f"seed {r.seed}: {r.state.value}: {r.reason}" for r in failed)
-            trial.set_user_attr("failure", reasons[:2000])
-            self.store.finish_trial(trial_number, TrialStatus.FAILED, None)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.events.event("trial_failed", trial=trial_number, reasons=reasons)
-            return
-        metric = self.spec.metric
-        values = [getattr(r, metric) for r in runs]
-        value = sum(values) / len(values)
-        for c in limits_check(self.spec.limits, runs):  # unproven limits count as infeasible
-            trial.set_constraint(c.rule, c.excess())
-        trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
-        self.store.finish_trial(trial_number, TrialStatus.COMPLETE, value)
-        self.study.tell(trial, value)
-        self.events.event("trial_complete", trial=trial_number, metric=metric, mean=round(value, 8))
-
-    def _trial(self, number: int) -> optuna.trial.Trial:
-        if number not in self._trials:  # after a restart: find the trial through the storage's API
-            study_id = self.storage.get_study_id_from_name(self.spec.name)
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
-            self._trials[number] = optuna.trial.Trial(self.study, trial_id)
-        return self._trials[number]
-
-    # ------------------------------------------------------------------ resume
-    def _recover(self) -> None:
-        """Re-queue what a previous driver left unfinished; tell trials whose runs all finished."""
-        known = {t.trial for t in self.store.trials()}
-        for ft in self.study.trials:
-            if ft.state is optuna.trial.TrialState.RUNNING and ft.number not in known:
-                self.store.add_trial(ft.number, ft.params, mask_env(trial_environment(self.spec, ft.params)))
-        for t in self.store.trials():
-            ft = self.study.trials[t.trial]
-            if ft.state is not optuna.trial.TrialState.RUNNING:
-                continue
-            requeued = 0
-            for seed in self.spec.seeds:
-                rec = self.store.run(t.trial, seed)
-                if rec is not None and rec.state.is_finished() and not self._retry(rec.state, rec.attempt):
-                    continue
-                attempt = rec.attempt + 1 if rec is not None else 1
-                self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
-                requeued += 1
-            if requeued:
-                self.events.event("resume_requeued", trial=t.trial, runs=requeued)
-            else:
-                self._maybe_tell(t.trial)
-
-    # ------------------------------------------------------------------ progress
-    def _best(self) -> dict[str, Any] | None:
-        df = summary_frame(load_sweep(self.paths.root))
-        if df.empty or not df["feasible"].any():
-            return None
-        row = df[df["feasible"]].iloc[0]
-        return {"trial": int(row["trial"]), "params": row["params"], "objective": float(row["objective"]),
-                "std": None if row["std_val_bpb"] is None or _nan(row["std_val_bpb"]) else float(row["std_val_bpb"])}
-
-    def _report(self) -> None:
-        self._last_report = time.time()
-        if self.progress is None:
-            return
-        runs = self.store.runs()
-        complete = sum(r.state is RunState.COMPLETE for r in runs)
-        failed = sum(r.state.is_finished() and r.state is not RunState.COMPLETE for r in runs)
-        total = self.spec.trials * len(self.spec.seeds)
-        running = self.backend.in_flight()
-        queued = max(0, total - complete - failed - running)
-        self.progress(Snapshot(total=total, complete=complete, failed=failed, running=running, queued=queued,
-                               retries=self.retries, best=self._best(), elapsed=time.time() - self.started))
 
 
 def _next_attempt(run: RunSpec) -> RunSpec:

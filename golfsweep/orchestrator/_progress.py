@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from golfsweep.orchestrator._driver import Snapshot
+from golfsweep.orchestrator._outcomes import Snapshot
 
 
 class TerminalProgress:
@@ -31,7 +31,7 @@ class TerminalProgress:
         if self._live is not None:
             self._live.update(_panel(snap))
             return
-        key = (snap.complete, snap.failed, snap.running, snap.queued, snap.retries)
+        key = (snap.complete, snap.failed, snap.pruned, snap.running, snap.queued, snap.retries)
         if key != self._last:
             self._last = key
             self.console.print(_line(snap), highlight=False, soft_wrap=True)
@@ -49,15 +49,17 @@ def _best_text(snap: Snapshot) -> str:
 def _line(snap: Snapshot) -> str:
     done = snap.complete + snap.failed
     retries = f" retries {snap.retries}" if snap.retries else ""
-    return (f"[{done}/{snap.total} runs] complete {snap.complete} failed {snap.failed} running {snap.running} "
-            f"queued {snap.queued}{retries} | {_best_text(snap)} | {snap.elapsed:.0f}s")
+    pruned = f" pruned {snap.pruned}" if snap.pruned else ""
+    return (f"[{done}/{snap.total} runs] complete {snap.complete} failed {snap.failed}{pruned} running "
+            f"{snap.running} queued {snap.queued}{retries} | {_best_text(snap)} | {snap.gpu_hours:.2f} GPU-h | "
+            f"{snap.elapsed:.0f}s")
 
 
 def _panel(snap: Snapshot) -> Table:
     t = Table(title="golfsweep", show_header=True, header_style="bold")
-    for col in ("done", "complete", "failed", "running", "queued", "retries", "elapsed"):
+    for col in ("done", "complete", "failed", "pruned", "running", "queued", "retries", "GPU-hours", "elapsed"):
         t.add_column(col, justify="right")
-    t.add_row(f"{snap.complete + snap.failed}/{snap.total}", str(snap.complete), str(snap.failed),
-              str(snap.running), str(snap.queued), str(snap.retries), f"{snap.elapsed:.0f}s")
+    t.add_row(f"{snap.complete + snap.failed}/{snap.total}", str(snap.complete), str(snap.failed), str(snap.pruned),
+              str(snap.running), str(snap.queued), str(snap.retries), f"{snap.gpu_hours:.2f}", f"{snap.elapsed:.0f}s")
     t.caption = _best_text(snap)
     return t

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.orchestrator._pruning import make_pruner
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import REDACTED_META
 from golfsweep.results import Store
@@ -92,7 +93,8 @@ def open_study(spec: SweepSpec, paths: SweepPaths) -> tuple[optuna.Study, optuna
         with quiet_optuna():
             storage = optuna.storages.RDBStorage(url)
             study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler,
-                                        direction=spec.direction.value, load_if_exists=True)
+                                        pruner=make_pruner(spec.pruning), direction=spec.direction.value,
+                                        load_if_exists=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GolfsweepError(f"storage.url: cannot open Optuna storage {url!r}: {first[:200]}") from None

@@ -21,7 +21,7 @@ from golfsweep.errors import GolfsweepError
 from golfsweep.paths import atomic_write
 from golfsweep.redact import Redactor
 from golfsweep.results._store import RunRecord
-from golfsweep.results._table import SweepData, load_sweep, summary_frame
+from golfsweep.results._table import ledger_line, SweepData, load_sweep, summary_frame
 from golfsweep.worker import RunState
 
 # Grey is kept out of the palette: it marks infeasible configs.
@@ -101,8 +101,9 @@ def _render(data: SweepData) -> str:
         f'({", ".join(map(str, data.seeds))}); {n_ok}/{n_runs} runs complete; {html.escape(best_text)}. '
         f'Limits: artifact ≤ {data.limits["artifact_bytes"]:,} bytes, train ≤ {data.limits["train_seconds"]:g} s, '
         f'eval ≤ {data.limits["eval_seconds"]:g} s. Generated {_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}.</p>',
+        f'<p class="meta" id="cost">{html.escape(ledger_line(data))}.</p>',
         "<h2>Configs</h2>", _summary_table(data, configs),
-        _failures(data, runs_by_trial),
+        _failures(data, runs_by_trial), _pruned(data, configs),
         "<h2>val_bpb per config</h2>",
         '<p class="note">Mean ± std over completed seeds (bar), each seed a dot; grey: infeasible.</p>',
         '<div class="grid">', _mean_std_chart(configs, runs_by_trial, colors), "</div>",
@@ -126,7 +127,8 @@ def _summary_table(data: SweepData, configs: list) -> str:
         return '<table id="summary-table"><tr><td class="l">no trials yet</td></tr></table>'
     params = data.param_names
     head = (["trial"] + params + ["n_ok/n_seeds", "mean val_bpb", "std", "min", "max", "mean val_loss",
-                                  "max bytes", "max train s", "max eval s", "bytes", "train", "eval", "feasible"])
+                                  "max bytes", "max train s", "max eval s", "bytes", "train", "eval", "feasible",
+                                  "GPU-hours"])
     rows = []
     best_seen = False
     for row in configs:
@@ -144,14 +146,35 @@ def _summary_table(data: SweepData, configs: list) -> str:
                   _td(f"{int(row['max_bytes_total']):,}" if _num(row["max_bytes_total"]) else "-"),
                   _td(_f(row["max_train_s"], 1)), _td(_f(row["max_eval_s"], 1))]
         cells += [_passfail(row[k]) for k in ("bytes_ok", "train_ok", "eval_ok")]
-        cells.append(f'<td class="{"pass" if row["feasible"] else "fail"}">{"yes" if row["feasible"] else "no"}</td>')
+        verdict = "pruned" if row["pruned"] else "yes" if row["feasible"] else "no"
+        cells.append(f'<td class="{"pass" if row["feasible"] else "fail"}">{verdict}</td>')
+        cells.append(_td(f"{float(row['gpu_hours']):.2f}"))
         rows.append(f'<tr data-trial="{int(row["trial"])}" class="{" ".join(cls)}">{"".join(cells)}</tr>')
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return f'<table id="summary-table"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _pruned(data: SweepData, configs: list) -> str:
+    """Pruned trials, apart: the values they had when they were stopped, and why."""
+    pruned = [row for row in configs if row["pruned"]]
+    if not pruned:
+        return ""
+    by_trial: dict[int, list[RunRecord]] = {}
+    for r in data.runs:
+        by_trial.setdefault(r.trial, []).append(r)
+    items = []
+    for row in pruned:
+        t = int(row["trial"])
+        had = ", ".join(f"seed {r.seed}: " + (f"val_bpb {r.val_bpb:.5f}" if r.val_bpb is not None else
+                        f"curve {r.curve[-1][2]:.5f} at step {r.curve[-1][0]}" if r.curve else r.state.value)
+                        for r in by_trial.get(t, []))
+        why = f" ({html.escape(str(row['pruned_reason']))})" if row["pruned_reason"] else ""
+        items.append(f"<li>trial {t}: {html.escape(had)}{why}</li>")
+    return f'<h2>Pruned trials</h2><ul class="failures" id="pruned-trials">{"".join(items)}</ul>'
+
+
 def _failures(data: SweepData, runs_by_trial: dict[int, list[RunRecord]]) -> str:
-    failed = [r for r in data.runs if r.state.is_finished() and r.state is not RunState.COMPLETE]
+    failed = [r for r in data.runs if r.state.is_finished() and r.state not in (RunState.COMPLETE, RunState.PRUNED)]
     if not failed:
         return ""
     items = "".join(f"<li>trial {r.trial} seed {r.seed}: {html.escape(r.state.value)}"

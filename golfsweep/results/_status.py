@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from golfsweep.results._table import SweepData
+from golfsweep.results._table import SweepData, ledger_line
 from golfsweep.worker._types import RunState
 
 
@@ -29,4 +29,5 @@ def format_status(data: SweepData) -> str:
             lines.append(f"  trial {r.trial} seed {r.seed} attempt {r.attempt}{where}{metric}"
                          f" params={params.get(r.trial, {})}{why}")
             lines.extend(f"    unsure: {w}" for w in r.warnings)  # the log parser's doubts about the score
+    lines.append(ledger_line(data))
     return "\n".join(lines)

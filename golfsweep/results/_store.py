@@ -30,6 +30,7 @@ class TrialStatus(str, enum.Enum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    PRUNED = "pruned"  # stopped early by the sweep's pruning: not a result, not a failure
 
     def is_finished(self) -> bool:
         return self is not TrialStatus.RUNNING

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.limits import Limits, Outcome, check
 from golfsweep.paths import SweepPaths
-from golfsweep.results._store import RunRecord, Store, TrialRecord
+from golfsweep.results._ledger import CostLedger, cost_ledger
+from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialStatus
 from golfsweep.worker._types import RunState
 
 
@@ -27,6 +28,7 @@ class SweepData:
     spec: dict[str, Any]
     trials: list[TrialRecord]
     runs: list[RunRecord]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def seeds(self) -> list[int]:
@@ -44,6 +46,12 @@ class SweepData:
     def minimize(self) -> bool:
         return self.spec.get("direction", "minimize") == "minimize"
 
+    @property
+    def ledger(self) -> CostLedger:
+        """GPU-hours of every attempt that ended, per trial (``golfsweep.results._ledger``)."""
+        cost = self.spec.get("cost") or {}
+        return cost_ledger(self.attempts, int(self.spec.get("gpus_per_run", 0) or 0), cost.get("price_per_gpu_hour"))
+
 
 def load_sweep(sweep_dir: str | Path) -> SweepData:
     paths = SweepPaths.of(sweep_dir)
@@ -53,7 +61,8 @@ def load_sweep(sweep_dir: str | Path) -> SweepData:
         raw = store.get_meta("spec")
         if raw is None:
             raise GolfsweepError(f"sweep directory: store has no sweep spec, got {str(sweep_dir)!r}")
-        return SweepData(paths=paths, spec=json.loads(raw), trials=store.trials(), runs=store.runs())
+        return SweepData(paths=paths, spec=json.loads(raw), trials=store.trials(), runs=store.runs(),
+                         attempts=store.attempts())
 
 
 LIMIT_COLUMNS = {"artifact_bytes": "bytes_ok", "train_seconds": "train_ok", "eval_seconds": "eval_ok"}
@@ -83,17 +92,20 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
     for r in data.runs:
         by_trial.setdefault(r.trial, []).append(r)
     metric = data.spec.get("metric", "val_bpb")
+    ledger = data.ledger
     rows = []
     for t in data.trials:
         runs = by_trial.get(t.trial, [])
-        ok = [r for r in runs if r.state is RunState.COMPLETE and r.val_bpb is not None]
+        pruned = t.state is TrialStatus.PRUNED
+        had = [r for r in runs if r.state is RunState.COMPLETE and r.val_bpb is not None]
+        ok = [] if pruned else had  # a pruned trial's seeds are listed apart, never averaged
         bpb = [r.val_bpb for r in ok]
         loss = [r.val_loss for r in ok if r.val_loss is not None]
         checks = limit_checks(data, runs)
         n_seeds = len(data.seeds)
         all_done = len(ok) == n_seeds
         failed = [f"seed {r.seed}: {r.state.value}: {r.reason}" for r in runs
-                  if r.state.is_finished() and r.state is not RunState.COMPLETE]
+                  if r.state.is_finished() and r.state not in (RunState.COMPLETE, RunState.PRUNED)]
         row = {
             "trial": t.trial,
             "params": t.params,
@@ -110,8 +122,12 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
             "max_train_s": _max_s([r.train_time_ms for r in ok]),
             "max_eval_s": _max_s([r.eval_time_ms for r in ok]),
             **checks,
-            "feasible": all_done and all(v == Outcome.PASS.value for v in checks.values()),
+            "feasible": all_done and not pruned and all(v == Outcome.PASS.value for v in checks.values()),
             "state": t.state.value,
+            "pruned": pruned,
+            "pruned_values": {r.seed: r.val_bpb for r in had} if pruned else {},
+            "pruned_reason": next((r.reason for r in runs if r.state is RunState.PRUNED), None) if pruned else None,
+            "gpu_hours": ledger.per_trial.get(t.trial, 0.0),
             "failed": failed,
         }
         row["objective"] = row["mean_val_bpb"] if metric == "val_bpb" else row["mean_val_loss"]
@@ -121,8 +137,8 @@ def summary_frame(data: SweepData) -> pd.DataFrame:
         return df
     sign = 1 if data.minimize else -1
     df["_key"] = [sign * v if v is not None and not _isnan(v) else math.inf for v in df["objective"]]
-    df = df.sort_values(by=["feasible", "n_ok", "_key", "trial"], ascending=[False, False, True, True],
-                        kind="stable")
+    df = df.sort_values(by=["feasible", "pruned", "n_ok", "_key", "trial"],
+                        ascending=[False, True, False, True, True], kind="stable")
     return df.drop(columns=["_key"]).reset_index(drop=True)
 
 
@@ -140,16 +156,24 @@ def format_table(data: SweepData, fmt: str) -> str:
     if fmt == "json":
         cols = ["trial", "params", "n_ok", "n_seeds", "mean_val_bpb", "std_val_bpb", "min_val_bpb",
                 "max_val_bpb", "mean_val_loss", "std_val_loss", "max_bytes_total", "max_train_s", "max_eval_s",
-                "bytes_ok", "train_ok", "eval_ok", "feasible", "state", "failed"]
+                "bytes_ok", "train_ok", "eval_ok", "feasible", "state", "pruned", "gpu_hours", "failed"]
+        ledger = data.ledger
         records = [] if df.empty else [{c: _jsonable(row[c]) for c in cols} for _, row in df.iterrows()]
+        if ledger.price_per_gpu_hour is not None:
+            for rec in records:
+                rec["cost"] = ledger.money(rec["gpu_hours"])
         return json.dumps(records, indent=2)
     if df.empty:
         return "" if fmt == "csv" else "(no trials yet)"
     flat = _flat(data, df)
-    if fmt == "csv":
-        return flat.to_csv(index=False)
+    if fmt == "csv":  # the total as a last row: trial "total", its GPU-hours (and cost)
+        total = {c: None for c in flat.columns}
+        total.update({"trial": "total", "gpu_hours": round(data.ledger.total, 3)})
+        if "cost" in flat.columns:
+            total["cost"] = round(data.ledger.money(data.ledger.total), 2)
+        return pd.concat([flat, pd.DataFrame([total])], ignore_index=True).to_csv(index=False)
     if fmt == "md":
-        return _markdown(flat)
+        return _markdown(flat) + "\n\n" + ledger_line(data)
     raise GolfsweepError(f"--format: must be one of md, csv, json, got {fmt!r}")
 
 
@@ -167,9 +191,25 @@ def _flat(data: SweepData, df: pd.DataFrame) -> pd.DataFrame:
     out["max_eval_s"] = df["max_eval_s"]
     for col in ("bytes_ok", "train_ok", "eval_ok"):
         out[col] = [_passfail(v) for v in df[col]]
-    out["feasible"] = ["yes" if v else "no" for v in df["feasible"]]
+    out["feasible"] = ["pruned" if p else "yes" if v else "no" for v, p in zip(df["feasible"], df["pruned"])]
+    out["gpu_hours"] = [round(float(h), 3) for h in df["gpu_hours"]]
+    ledger = data.ledger
+    if ledger.price_per_gpu_hour is not None:
+        out["cost"] = [round(ledger.money(float(h)), 2) for h in df["gpu_hours"]]
     out["failed"] = ["; ".join(f) for f in df["failed"]]
     return out
+
+
+def ledger_line(data: SweepData) -> str:
+    """The sweep's total: GPU-hours (and money), trials pruned."""
+    ledger = data.ledger
+    money = f" (${ledger.money(ledger.total):,.2f} at ${ledger.price_per_gpu_hour:g}/GPU-hour)" \
+        if ledger.price_per_gpu_hour is not None else ""
+    pruned = sum(t.state is TrialStatus.PRUNED for t in data.trials)
+    budget = (data.spec.get("cost") or {}).get("budget_gpu_hours")
+    of = f" of a {budget:g} GPU-hour budget" if budget else ""
+    return (f"total: {ledger.total:.2f} GPU-hours{of}{money} over {len(data.attempts)} attempts "
+            f"({ledger.gpus_per_run} GPUs each); {pruned} trial(s) pruned")
 
 
 def _markdown(flat: pd.DataFrame) -> str:

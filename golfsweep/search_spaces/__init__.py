@@ -7,6 +7,7 @@ from golfsweep.search_spaces._optuna import (
     distributions,
     make_sampler,
 )
+from golfsweep.search_spaces._policy import CostSpec, CurvePruner, PruningSpec, SeedPolicy
 from golfsweep.search_spaces._spec import (
     BUILTIN_PARAMS,
     RESERVED_ENV,
@@ -28,7 +29,7 @@ from golfsweep.search_spaces._spec import (
 )
 
 __all__ = [
-    "BUILTIN_PARAMS", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
+    "BUILTIN_PARAMS", "CostSpec", "CurvePruner", "PruningSpec", "SeedPolicy", "RESERVED_ENV", "SECRET_MASK", "Direction", "Launcher", "Limits", "ParamSpec",
     "ParamType", "SamplerName", "SamplerSpec", "SweepSpec", "GridOrderSampler", "TrialSeededSampler", "describe_spec",
     "distribution", "distributions", "is_secret_name", "load_spec", "make_sampler", "mask_env",
     "read_env_table", "spec_from_dict",

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import SpecError
+from golfsweep.search_spaces._policy import CostSpec, PruningSpec, validate_cost, validate_pruning
+from golfsweep.search_spaces._validate import Validator, brief, is_int
 from golfsweep.limits import Limits
 # The secret-name rule lives with the redactor (golfsweep.redact); re-exported here for the spec's users.
 from golfsweep.redact import SECRET_MASK, is_secret_name, mask_env
@@ -134,6 +136,8 @@ class SweepSpec:
     limits: Limits = field(default_factory=Limits)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     storage_url: str | None = None
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    cost: CostSpec = field(default_factory=CostSpec)
     source: Path | None = None
     explicit: frozenset[str] = frozenset()  # dotted keys the sweep file set; the rest are defaults
 
@@ -170,7 +174,7 @@ class SweepSpec:
         """
         d = self.to_dict(mask_secrets=True)
         for key in ("script", "source", "trials", "storage_url", "limits", "max_system_retries",
-                    "max_script_retries"):
+                    "max_script_retries", "pruning", "cost"):  # how to spend, not what is explored
             d.pop(key, None)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -191,7 +195,7 @@ _SWEEP_KEYS = {
     "direction", "metric_labels", "artifact_glob", "check_paths", "max_system_retries",
     "max_script_retries",
 }
-_TOP_KEYS = {"sweep", "env", "space", "limits", "sampler", "storage"}
+_TOP_KEYS = {"sweep", "env", "space", "limits", "sampler", "storage", "pruning", "cost"}
 _PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "env", "builtin"}
 _LIMIT_KEYS = {f.name for f in dataclasses.fields(Limits)}
 _SAMPLER_KEYS = {"name", "seed", "n_startup_trials"}
@@ -230,7 +234,7 @@ def _read_toml(p: Path) -> dict[str, Any]:
 
 def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None = None) -> SweepSpec:
     """Validate an already-parsed sweep mapping; relative paths resolve against ``base_dir``."""
-    v = _Validator()
+    v = Validator()
     v.unknown("", data, _TOP_KEYS)
     sweep = v.table(data, "sweep", required=True)
     v.unknown("sweep.", sweep, _SWEEP_KEYS)
@@ -251,10 +255,10 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
     if isinstance(seeds, list):
         if not seeds:
             v.problem("sweep.seeds: must list at least one seed, got []")
-        bad = [s for s in seeds if not _is_int(s) or s < 0]
+        bad = [s for s in seeds if not is_int(s) or s < 0]
         if bad:
             v.problem(f"sweep.seeds: every seed must be a non-negative integer, got {bad[0]!r}")
-        dup = sorted({s for s in seeds if seeds.count(s) > 1 and _is_int(s)})
+        dup = sorted({s for s in seeds if seeds.count(s) > 1 and is_int(s)})
         if dup:
             v.problem(f"sweep.seeds: seeds must be distinct, got duplicate {dup[0]!r}")
     trials = v.int_at_least(sweep, "sweep.trials", 1, required=True)
@@ -291,6 +295,8 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
     storage_url = v.get(storage, "storage.url", str)
     if isinstance(storage_url, str) and "://" not in storage_url:
         v.problem(f"storage.url: must be an SQLAlchemy URL like sqlite:///path.db, got {storage_url!r}")
+    pruning = validate_pruning(v, v.table(data, "pruning"))
+    cost = validate_cost(v, v.table(data, "cost"))
 
     v.raise_if_any(source)
     return SweepSpec(
@@ -299,8 +305,8 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
         direction=direction, metric_labels=tuple(labels), artifact_glob=tuple(globs),
         check_paths=tuple(check_paths), max_system_retries=sys_retries,
         max_script_retries=script_retries, env=env, space=space, limits=limits, sampler=sampler,
-        storage_url=storage_url, source=source,
-        explicit=frozenset(f"{table}.{key}" for table in ("sweep", "limits", "sampler", "storage")
+        storage_url=storage_url, pruning=pruning, cost=cost, source=source,
+        explicit=frozenset(f"{table}.{key}" for table in ("sweep", "limits", "sampler", "storage", "pruning", "cost")
                            for key in (data.get(table) or {})),
     )
 
@@ -326,12 +332,14 @@ def describe_spec(spec: SweepSpec) -> list[str]:
             lines.append(f"space.{p.name} -> {p.env}: {p.type.value} [{p.low}, {p.high}]{scale}{step} ({where})")
     lines += [f"limits.{k} = {v!r} ({origin('limits.' + k)})" for k, v in d["limits"].items()]
     lines += [f"sampler.{k} = {v!r} ({origin('sampler.' + k)})" for k, v in d["sampler"].items()]
+    lines += [f"pruning.{k} = {v!r} ({origin('pruning.' + k)})" for k, v in d["pruning"].items()]
+    lines += [f"cost.{k} = {v!r} ({origin('cost.' + k)})" for k, v in d["cost"].items() if v is not None]
     lines.append(f"storage.url = {spec.storage_url or 'sqlite:///<sweep dir>/optuna.db'!r} "
                  f"({origin('storage.url')})")
     return lines
 
 
-def _validate_env(v: _Validator, env: Mapping[str, Any]) -> dict[str, str]:
+def _validate_env(v: Validator, env: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in env.items():
         if not _ENV_NAME.match(key):
@@ -346,18 +354,18 @@ def _validate_env(v: _Validator, env: Mapping[str, Any]) -> dict[str, str]:
         elif isinstance(value, (int, float, str)):
             out[key] = str(value)
         else:
-            shown = SECRET_MASK if is_secret_name(key) else _short(value)  # errors are shown and logged
+            shown = SECRET_MASK if is_secret_name(key) else brief(value)  # errors are shown and logged
             v.problem(f"env.{key}: must be a string, number or boolean, got {type(value).__name__} {shown}")
     return out
 
 
-def _validate_space(v: _Validator, space: Mapping[str, Any], env: Mapping[str, str]) -> tuple[ParamSpec, ...]:
+def _validate_space(v: Validator, space: Mapping[str, Any], env: Mapping[str, str]) -> tuple[ParamSpec, ...]:
     params: list[ParamSpec] = []
     seen_env: dict[str, str] = {}
     for name, raw in space.items():
         key = f"space.{name}"
         if not isinstance(raw, Mapping):
-            v.problem(f"{key}: must be a table like {{type = \"float\", low = .., high = ..}}, got {_short(raw)}")
+            v.problem(f"{key}: must be a table like {{type = \"float\", low = .., high = ..}}, got {brief(raw)}")
             continue
         v.unknown(f"{key}.", raw, _PARAM_KEYS)
         builtin_name = raw.get("builtin")
@@ -399,7 +407,7 @@ def _validate_space(v: _Validator, space: Mapping[str, Any], env: Mapping[str, s
     return tuple(params)
 
 
-def _validate_param(v: _Validator, key: str, name: str, ptype: ParamType, env_name: str,
+def _validate_param(v: Validator, key: str, name: str, ptype: ParamType, env_name: str,
                     d: Mapping[str, Any], builtin: str | None) -> ParamSpec | None:
     if ptype is ParamType.CATEGORICAL:
         for extra in ("low", "high", "log", "step"):
@@ -407,14 +415,14 @@ def _validate_param(v: _Validator, key: str, name: str, ptype: ParamType, env_na
                 v.problem(f"{key}.{extra}: not allowed for a categorical parameter, got {d[extra]!r}")
         choices = d.get("choices")
         if not isinstance(choices, list):
-            v.problem(f"{key}.choices: must be a list, got {_short(choices)}")
+            v.problem(f"{key}.choices: must be a list, got {brief(choices)}")
             return None
         if not choices:
             v.problem(f"{key}.choices: must not be empty, got []")
             return None
         bad = [c for c in choices if not isinstance(c, (str, int, float, bool))]
         if bad:
-            v.problem(f"{key}.choices: each choice must be a string, number or boolean, got {_short(bad[0])}")
+            v.problem(f"{key}.choices: each choice must be a string, number or boolean, got {brief(bad[0])}")
             return None
         if len({json.dumps(c) for c in choices}) != len(choices):
             v.problem(f"{key}.choices: choices must be distinct, got {choices!r}")
@@ -433,7 +441,7 @@ def _validate_param(v: _Validator, key: str, name: str, ptype: ParamType, env_na
         elif isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
             v.problem(f"{key}.{b}: must be a finite number, got {val!r}")
             ok = False
-        elif ptype is ParamType.INT and not _is_int(val):
+        elif ptype is ParamType.INT and not is_int(val):
             v.problem(f"{key}.{b}: must be an integer for an int parameter, got {val!r}")
             ok = False
         bounds[b] = val
@@ -461,7 +469,7 @@ def _validate_param(v: _Validator, key: str, name: str, ptype: ParamType, env_na
                      builtin=builtin)
 
 
-def _validate_limits(v: _Validator, d: Mapping[str, Any]) -> Limits:
+def _validate_limits(v: Validator, d: Mapping[str, Any]) -> Limits:
     v.unknown("limits.", d, _LIMIT_KEYS)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Limits):
@@ -471,14 +479,14 @@ def _validate_limits(v: _Validator, d: Mapping[str, Any]) -> Limits:
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
             v.problem(f"limits.{f.name}: must be a positive number, got {val!r}")
             continue
-        if f.name == "artifact_bytes" and not _is_int(val):
+        if f.name == "artifact_bytes" and not is_int(val):
             v.problem(f"limits.artifact_bytes: must be an integer number of bytes, got {val!r}")
             continue
         values[f.name] = val
     return Limits(**values)
 
 
-def _validate_sampler(v: _Validator, d: Mapping[str, Any], space: tuple[ParamSpec, ...]) -> SamplerSpec:
+def _validate_sampler(v: Validator, d: Mapping[str, Any], space: tuple[ParamSpec, ...]) -> SamplerSpec:
     v.unknown("sampler.", d, _SAMPLER_KEYS)
     name = v.enum(d, "sampler.name", SamplerName, SamplerName.TPE)
     seed = v.int_at_least(d, "sampler.seed", 0, default=0)
@@ -486,91 +494,3 @@ def _validate_sampler(v: _Validator, d: Mapping[str, Any], space: tuple[ParamSpe
     if name is SamplerName.CMAES and any(p.type is ParamType.CATEGORICAL for p in space):
         v.problem("sampler.name: cmaes cannot search categorical parameters, got 'cmaes'")
     return SamplerSpec(name=name, seed=seed, n_startup_trials=startup)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
-
-
-def _short(x: Any) -> str:
-    s = repr(x)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-class _Validator:
-    """Collects problems instead of raising on the first one."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, msg: str) -> None:
-        self.problems.append(msg)
-
-    def raise_if_any(self, source: Path | None) -> None:
-        if self.problems:
-            raise SpecError(self.problems, source=str(source) if source else None)
-
-    def unknown(self, prefix: str, d: Mapping[str, Any], allowed: set[str]) -> None:
-        for k in d:
-            if k not in allowed:
-                self.problem(f"{prefix}{k}: unknown key (allowed: {', '.join(sorted(allowed))}), got {k!r}")
-
-    def table(self, d: Mapping[str, Any], key: str, required: bool = False) -> Mapping[str, Any]:
-        val = d.get(key)
-        if val is None:
-            if required:
-                self.problem(f"[{key}]: table is required, got nothing")
-            return {}
-        if not isinstance(val, Mapping):
-            self.problem(f"[{key}]: must be a table, got {_short(val)}")
-            return {}
-        return val
-
-    def get(self, d: Mapping[str, Any], key: str, typ: type, required: bool = False, default: Any = None) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in d:
-            if required:
-                self.problem(f"{key}: is required, got nothing")
-            return default
-        val = d[short]
-        if not isinstance(val, typ) or (typ is not bool and isinstance(val, bool)):
-            self.problem(f"{key}: must be a {typ.__name__}, got {type(val).__name__} {_short(val)}")
-            return default
-        return val
-
-    def int_at_least(self, d: Mapping[str, Any], key: str, minimum: int, required: bool = False,
-                     default: int | None = None) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in d:
-            if required:
-                self.problem(f"{key}: is required, got nothing")
-            return default
-        val = d[short]
-        if isinstance(val, bool) or not isinstance(val, int):
-            self.problem(f"{key}: must be an integer, got {type(val).__name__} {_short(val)}")
-            return default
-        if val < minimum:
-            self.problem(f"{key}: must be >= {minimum}, got {val}")
-            return default
-        return val
-
-    def enum(self, d: Mapping[str, Any], key: str, enum_type: type[Enum], default: Enum) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in d:
-            return default
-        try:
-            return enum_type(d[short])
-        except ValueError:
-            options = ", ".join(e.value for e in enum_type)
-            self.problem(f"{key}: must be one of {options}, got {d[short]!r}")
-            return default
-
-    def str_list(self, d: Mapping[str, Any], key: str, default: list[str]) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in d:
-            return default
-        val = d[short]
-        if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
-            self.problem(f"{key}: must be a list of strings, got {_short(val)}")
-            return default
-        return val

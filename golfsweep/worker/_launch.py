@@ -21,13 +21,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from golfsweep.paths import SweepPaths
 from golfsweep.redact import Redactor
 from golfsweep.worker._env import launch_command, run_environment
 from golfsweep.worker._artifact import measure_artifact
-from golfsweep.worker._logparse import parse_log
+from golfsweep.worker._logparse import CurvePoint, curve_point, parse_log
 from golfsweep.worker._types import RunResult, RunSpec, RunState
 
 LOG_NAME = "train.log"
@@ -68,8 +69,18 @@ def preflight(spec: RunSpec, node: str) -> str | None:
     return None
 
 
-def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str | None = None) -> RunResult:
-    """Run ``spec`` to completion and report; never raises for script problems."""
+PointCallback = Callable[[CurvePoint], None]
+StopCheck = Callable[[], "str | None"]
+
+
+def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str | None = None,
+                on_point: PointCallback | None = None, stop: StopCheck | None = None) -> RunResult:
+    """Run ``spec`` to completion and report; never raises for script problems.
+
+    ``on_point`` receives each in-training validation point as the run prints it; ``stop`` is asked
+    a few times a second whether the run must end (a reason) — then its process tree is killed and
+    the result is ``PRUNED`` with the curve it had.
+    """
     host = socket.gethostname()
     node = node_id or host
     started = time.time()
@@ -92,7 +103,7 @@ def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str
     log_path = workdir / LOG_NAME
 
     outcome = _supervise(cmd, env, workdir, log_path, spec.limits.run_timeout_seconds,
-                         spec.limits.stall_seconds, redactor)
+                         spec.limits.stall_seconds, redactor, on_point, stop)
     ended = time.time()
     log_text = log_path.read_text(encoding="utf-8", errors="replace")  # redacted as it was written
     tail = tuple(log_text.splitlines()[-TAIL_LINES:])
@@ -100,7 +111,8 @@ def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str
                         log_text=log_text)
     if outcome.killed_for is not None:
         state, why = outcome.killed_for
-        return base.replace(state=state, reason=why).redacted(redactor, log=False)
+        curve = tuple((p.step, p.val_loss, p.val_bpb) for p in parse_log(log_text).curve)
+        return base.replace(state=state, reason=why, curve=curve).redacted(redactor, log=False)
     return finish_from_log(spec, base, log_text, workdir).redacted(redactor, log=False)
 
 
@@ -147,7 +159,8 @@ class _Outcome:
 
 
 def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout: float,
-               stall: float, redactor: Redactor | None = None) -> _Outcome:
+               stall: float, redactor: Redactor | None = None, on_point: PointCallback | None = None,
+               stop: StopCheck | None = None) -> _Outcome:
     """Start ``cmd`` in its own process group, stream its output (redacted line by line), kill the
     tree on a limit."""
     redactor = redactor if redactor is not None else Redactor(env)
@@ -158,7 +171,7 @@ def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, t
         with _LIVE_LOCK:
             _LIVE[proc.pid] = proc
         last_output = [time.monotonic()]
-        pump = threading.Thread(target=_pump, args=(proc.stdout, log, last_output, redactor), daemon=True)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, last_output, redactor, on_point), daemon=True)
         pump.start()
         start = time.monotonic()
         killed_for = None
@@ -169,6 +182,8 @@ def _supervise(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, t
                                                 f"(ran {now - start:.1f}s)")
             elif now - last_output[0] > stall:
                 killed_for = (RunState.STALLED, f"killed after stall_seconds={stall:g} without output")
+            elif stop is not None and (why := stop()):
+                killed_for = (RunState.PRUNED, why)
             if killed_for:
                 kill_tree(proc)
                 break
@@ -232,12 +247,19 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _pump(stream, log, last_output: list[float], redactor: Redactor) -> None:
+def _pump(stream, log, last_output: list[float], redactor: Redactor, on_point: PointCallback | None = None) -> None:
     # Whole lines (a secret is never cut between two writes), redacted before they reach the disk.
     for chunk in iter(lambda: stream.readline(), b""):
         log.write(redactor.redact_bytes(chunk))
         log.flush()
         last_output[0] = time.monotonic()
+        if on_point is not None:
+            point = curve_point(chunk.decode("utf-8", errors="replace"))
+            if point is not None:
+                try:
+                    on_point(point)
+                except Exception:  # a reporting problem must not take the run down
+                    pass
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 
 __all__ = [
     "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "companion_values", "CurvePoint",
-    "MetricLine", "ParsedLog", "parse_log", "parse_log_file", "seed_from_filename",
+    "MetricLine", "ParsedLog", "curve_point", "parse_log", "parse_log_file", "seed_from_filename",
 ]
 
 STEP_VAL_LAST = "step_val_last"
@@ -187,6 +187,21 @@ def _to_ms(text: str) -> int:
     return int(round(float(text)))
 
 
+def _curve_point(line: str) -> CurvePoint | None:
+    m = _STEP_VAL_RE.match(line)
+    if not m:
+        return None
+    t = _TRAIN_TIME_RE.search(m.group("rest") or "")
+    return CurvePoint(int(m.group("step")), int(m.group("total")), float(m.group("loss")), float(m.group("bpb")),
+                      _to_ms(t.group(1)) if t else None)
+
+
+def curve_point(line: str) -> CurvePoint | None:
+    """The in-training validation point one raw log line prints (``step:N/M val_loss:… val_bpb:…``),
+    as a run prints it: what the worker streams to the driver while the run is alive."""
+    return _curve_point(_clean_lines(line.rstrip("\n"))[0])
+
+
 def _clean_lines(text: str) -> list[str]:
     # Split on '\n' only (str.splitlines also breaks on \x0c, \x1c, … which would
     # shift line numbers); keep only what a terminal shows after a carriage return.
@@ -242,14 +257,10 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
         if not line:
             continue
 
-        m = _STEP_VAL_RE.match(line)
-        if m:
-            rest = m.group("rest") or ""
-            t = _TRAIN_TIME_RE.search(rest)
-            point = CurvePoint(int(m.group("step")), int(m.group("total")), float(m.group("loss")),
-                               float(m.group("bpb")), _to_ms(t.group(1)) if t else None)
+        point = _curve_point(line)
+        if point is not None:
             curve.append((line_no, point))
-            if t:
+            if point.train_time_ms is not None:
                 last_step_time = (point.train_time_ms, point.step)
             in_artifact, last_train = False, line_no
             continue

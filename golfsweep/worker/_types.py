@@ -24,6 +24,7 @@ class RunState(str, Enum):
     TIMEOUT = "timeout"  # killed past run_timeout_seconds
     STALLED = "stalled"  # killed after stall_seconds without output
     LOST = "lost"  # the node or worker died under it: a system failure, retried elsewhere
+    PRUNED = "pruned"  # stopped by the driver's pruning: neither a result nor a failure
 
     def is_finished(self) -> bool:
         return self not in (RunState.QUEUED, RunState.RUNNING)

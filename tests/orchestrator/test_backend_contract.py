@@ -12,6 +12,7 @@ from golfsweep.results import Store
 from golfsweep.search_spaces import load_spec
 from golfsweep.worker import RunResult, RunSpec, RunState
 from tests.orchestrator._sweeps import FAKE, write_spec
+from tests.procs import is_alive
 
 
 @pytest.fixture(params=["inprocess", "ray"])
@@ -54,6 +55,26 @@ def test_every_submitted_run_comes_back_exactly_once_as_a_result(backend):
     assert by_seed[3].state is RunState.FAILED and by_seed[3].exit_code == 3  # a result, not an exception
     assert all(by_seed[s].state is RunState.COMPLETE for s in (1, 2, 4))
     assert all(r.node_id for r in by_seed.values())
+
+
+def test_points_stream_while_a_run_is_alive_and_cancel_prunes_it_once(backend, tmp_path):
+    go = tmp_path / "never"  # the trainer prints its curve, then waits for this file
+    spec = _spec(7, {"WAIT_FOR": str(go), "PID_DIR": str(tmp_path / "pids")})
+    backend.submit(spec)
+    seen, deadline = [], time.time() + 60
+    while len(seen) < 2 and time.time() < deadline:
+        seen += [p for s, p in backend.points() if s.seed == 7]
+        time.sleep(0.05)
+    assert [p.step for p in seen] == [100, 200] and backend.in_flight() == 1  # still running
+    pids = [int(p.name) for p in (tmp_path / "pids").glob("*")]
+    backend.cancel(spec, "pruned by the median pruner at step 200")
+    got = _drain(backend, 1, timeout=60)
+    assert len(got) == 1 and got[0][1].state is RunState.PRUNED and "median" in got[0][1].reason
+    assert backend.in_flight() == 0 and backend.poll(0.1) == []
+    deadline = time.time() + 20
+    while time.time() < deadline and any(is_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert pids and not any(is_alive(p) for p in pids), "the cancelled run's trainer is still alive"
 
 
 class LosingBackend(InProcessBackend):

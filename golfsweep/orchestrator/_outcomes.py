@@ -1,0 +1,216 @@
+"""What becomes of a trial: told to Optuna as complete, failed or pruned; seed-sequential verdicts;
+curve points reported while its lead run is alive; resume; progress. A mixin of the ``Driver``,
+which owns the state these methods use (store, study, backend, pending runs, events)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from golfsweep.limits import check as limits_check
+from golfsweep.orchestrator._pruning import pooled_seed_sigma, worth_more_seeds
+from golfsweep.orchestrator._setup import trial_environment
+from golfsweep.results import TrialStatus, load_sweep, summary_frame
+from golfsweep.results._ledger import attempt_gpu_hours
+from golfsweep.search_spaces import CurvePruner, SeedPolicy, mask_env
+from golfsweep.worker import CurvePoint, RunSpec, RunState
+
+__all__ = ["Snapshot", "TrialOutcomes"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Progress counts for the live display."""
+
+    total: int
+    complete: int
+    failed: int
+    running: int
+    queued: int
+    retries: int
+    best: dict[str, Any] | None
+    elapsed: float
+    pruned: int = 0
+    gpu_hours: float = 0.0
+
+
+class TrialOutcomes:
+    # ------------------------------------------------------------------ telling Optuna
+    def _maybe_tell(self, trial_number: int) -> None:
+        if trial_number in self._told:
+            return
+        if trial_number in self._pruning:
+            if not any(t == trial_number for t, _ in self._in_flight):
+                self._finish_pruned(trial_number)
+            return
+        runs = self.store.runs(trial_number)
+        if len(runs) < len(self.spec.seeds) or not all(r.state.is_finished() for r in runs):
+            return
+        trial = self._trial(trial_number)
+        failed = [r for r in runs if r.state is not RunState.COMPLETE]
+        if failed:
+            reasons = "; ".join(f"seed {r.seed}: {r.state.value}: {r.reason}" for r in failed)
+            trial.set_user_attr("failure", reasons[:2000])
+            self.store.finish_trial(trial_number, TrialStatus.FAILED, None)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._told.add(trial_number)
+            self.events.event("trial_failed", trial=trial_number, reasons=reasons)
+            return
+        metric = self.spec.metric
+        values = [getattr(r, metric) for r in runs]
+        value = sum(values) / len(values)
+        for c in limits_check(self.spec.limits, runs):  # unproven limits count as infeasible
+            trial.set_constraint(c.rule, c.excess())
+        trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
+        self.store.finish_trial(trial_number, TrialStatus.COMPLETE, value)
+        self.study.tell(trial, value)
+        self._told.add(trial_number)
+        self.events.event("trial_complete", trial=trial_number, metric=metric, mean=round(value, 8))
+
+    def _finish_pruned(self, trial_number: int) -> None:
+        """Told to Optuna as PRUNED, with a completed seed's score as its last intermediate value."""
+        trial = self._trial(trial_number)
+        done = [getattr(r, self.spec.metric) for r in self.store.runs(trial_number)
+                if r.state is RunState.COMPLETE and getattr(r, self.spec.metric) is not None]
+        if done:
+            trial.report(sum(done) / len(done), self._reported.get(trial_number, 0) + 1)
+        reason = self._pruning[trial_number]
+        trial.set_user_attr("pruned", reason[:2000])
+        self.store.finish_trial(trial_number, TrialStatus.PRUNED, None)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        self._told.add(trial_number)
+        self.events.event("trial_pruned", trial=trial_number, reason=reason)
+
+    def _trial(self, number: int) -> optuna.trial.Trial:
+        if number not in self._trials:  # after a restart: find the trial through the storage's API
+            study_id = self.storage.get_study_id_from_name(self.spec.name)
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            self._trials[number] = optuna.trial.Trial(self.study, trial_id)
+        return self._trials[number]
+
+    # ------------------------------------------------------------------ pruning
+    def _awaits_verdict(self, trial: int, seed: int, state: RunState) -> bool:
+        """A seed-sequential trial whose first seed just completed and whose other seeds never ran."""
+        if self.spec.pruning.seeds is not SeedPolicy.SEQUENTIAL or seed != self.spec.seeds[0]:
+            return False
+        if state is not RunState.COMPLETE or trial in self._pruning or len(self.spec.seeds) == 1:
+            return False
+        return {r.seed for r in self.store.runs(trial)} == {seed}
+
+    def _seed_gate(self, trial: int) -> None:
+        """Seed-sequential verdict (``_pruning`` module): the other seeds, or pruned."""
+        metric, p = self.spec.metric, self.spec.pruning
+        first = getattr(self.store.run(trial, self.spec.seeds[0]), metric)
+        data = load_sweep(self.paths.root)
+        df = summary_frame(data)
+        best = df[df["feasible"]] if not df.empty else df
+        best_mean = float(best.iloc[0]["objective"]) if not best.empty else None
+        best_n = int(best.iloc[0]["n_ok"]) if not best.empty else 0
+        groups = {}
+        for r in data.runs:
+            if r.state is RunState.COMPLETE and getattr(r, metric) is not None:
+                groups.setdefault(r.trial, []).append(getattr(r, metric))
+        sigma, dof = pooled_seed_sigma(groups.values(), p.seed_sigma_prior)
+        go, why = worth_more_seeds(first, best_mean, best_n, sigma, p.seed_margin_z, data.minimize)
+        self.events.event("seed_gate", trial=trial, more_seeds=go, sigma_dof=dof, why=why)
+        if not go:
+            self._prune(trial, f"seed gate: {why}")
+            return
+        params = next(t.params for t in self.store.trials() if t.trial == trial)
+        for seed in reversed(self.spec.seeds[1:]):  # next in line: the verdict keeps this trial moving
+            self.pending.appendleft(self._run_spec(trial, params, seed, attempt=1))
+
+    def _prune(self, trial: int, reason: str) -> None:
+        """Stop a trial: its queued runs dropped, its runs in flight killed; PRUNED once they are back."""
+        if trial in self._pruning:
+            return
+        self._pruning[trial] = reason
+        self.pending = deque(r for r in self.pending if r.trial != trial)
+        for (t, _), (spec, _) in list(self._in_flight.items()):
+            if t == trial:
+                self.backend.cancel(spec, f"pruned: {reason}")
+        self.events.event("trial_pruning", trial=trial, reason=reason)
+        self._maybe_tell(trial)
+
+    def _on_points(self, points: list[tuple[RunSpec, CurvePoint]]) -> None:
+        """Curve points of lead runs (first seed) told to the trial as they come; the pruner judges."""
+        p = self.spec.pruning
+        for spec, point in points:
+            if spec.seed != self.spec.seeds[0] or spec.trial in self._pruning:
+                continue
+            if point.step <= self._reported.get(spec.trial, -1):
+                continue  # a retried attempt repeats steps Optuna already has
+            self._reported[spec.trial] = point.step
+            value = point.val_bpb if self.spec.metric == "val_bpb" else point.val_loss
+            trial = self._trial(spec.trial)
+            trial.report(value, point.step)
+            if p.curve is not CurvePruner.NONE and point.step >= p.warmup_steps and trial.should_prune():
+                self._prune(spec.trial, f"curve: {p.curve.value} pruner at step {point.step} "
+                                        f"({self.spec.metric} {value:.5f})")
+
+    # ------------------------------------------------------------------ resume
+    def _recover(self) -> None:
+        """Re-queue what a previous driver left unfinished; tell trials whose runs all finished."""
+        known = {t.trial for t in self.store.trials()}
+        for ft in self.study.trials:
+            if ft.state is optuna.trial.TrialState.RUNNING and ft.number not in known:
+                self.store.add_trial(ft.number, ft.params, mask_env(trial_environment(self.spec, ft.params)))
+        sequential = self.spec.pruning.seeds is SeedPolicy.SEQUENTIAL
+        for t in self.store.trials():
+            ft = self.study.trials[t.trial]
+            if ft.state is not optuna.trial.TrialState.RUNNING:
+                continue
+            runs = {r.seed: r for r in self.store.runs(t.trial)}
+            pruned = [r for r in runs.values() if r.state is RunState.PRUNED]
+            if pruned:  # it was being pruned when the driver stopped
+                self._pruning[t.trial] = pruned[0].reason or "pruned"
+                self._maybe_tell(t.trial)
+                continue
+            seeds = self.spec.seeds
+            if sequential and set(runs) <= {seeds[0]}:  # no verdict yet: only the first seed may run
+                seeds = seeds[:1]
+            requeued = 0
+            for seed in seeds:
+                rec = runs.get(seed)
+                if rec is not None and rec.state.is_finished() and not self._retry(rec.state, rec.attempt):
+                    continue
+                attempt = rec.attempt + 1 if rec is not None else 1
+                self.pending.append(self._run_spec(t.trial, t.params, seed, attempt))
+                requeued += 1
+            if requeued:
+                self.events.event("resume_requeued", trial=t.trial, runs=requeued)
+            elif sequential and self._awaits_verdict(t.trial, seeds[0], runs[seeds[0]].state):
+                self._seed_gate(t.trial)
+            else:
+                self._maybe_tell(t.trial)
+
+    # ------------------------------------------------------------------ progress
+    def _best(self) -> dict[str, Any] | None:
+        df = summary_frame(load_sweep(self.paths.root))
+        if df.empty or not df["feasible"].any():
+            return None
+        row = df[df["feasible"]].iloc[0]
+        std = row["std_val_bpb"]
+        return {"trial": int(row["trial"]), "params": row["params"], "objective": float(row["objective"]),
+                "std": None if std is None or (isinstance(std, float) and math.isnan(std)) else float(std)}
+
+    def _report(self) -> None:
+        now = self.backend.now()
+        self._last_report = now
+        if self.progress is None:
+            return
+        runs = self.store.runs()
+        complete = sum(r.state is RunState.COMPLETE for r in runs)
+        pruned = sum(r.state is RunState.PRUNED for r in runs)
+        failed = sum(r.state.is_finished() and r.state not in (RunState.COMPLETE, RunState.PRUNED) for r in runs)
+        total = self.spec.trials * len(self.spec.seeds)
+        running = self.backend.in_flight()
+        queued = max(0, total - complete - failed - pruned - running)
+        flying = sum(attempt_gpu_hours(t0, now, self.spec.gpus_per_run) for _, t0 in self._in_flight.values())
+        self.progress(Snapshot(total=total, complete=complete, failed=failed, running=running, queued=queued,
+                               retries=self.retries, best=self._best(), elapsed=now - self.started,
+                               pruned=pruned, gpu_hours=self._spent + flying))

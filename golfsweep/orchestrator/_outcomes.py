@@ -94,35 +94,41 @@ class TrialOutcomes:
 
     # ------------------------------------------------------------------ pruning
     def _awaits_verdict(self, trial: int, seed: int, state: RunState) -> bool:
-        """A seed-sequential trial whose first seed just completed and whose other seeds never ran."""
-        if self.spec.pruning.seeds is not SeedPolicy.SEQUENTIAL or seed != self.spec.seeds[0]:
+        """A seed-sequential trial whose seeds so far all completed, with seeds still to run."""
+        if self.spec.pruning.seeds is not SeedPolicy.SEQUENTIAL or state is not RunState.COMPLETE:
             return False
-        if state is not RunState.COMPLETE or trial in self._pruning or len(self.spec.seeds) == 1:
+        if trial in self._pruning:
             return False
-        return {r.seed for r in self.store.runs(trial)} == {seed}
+        runs = self.store.runs(trial)
+        done = [r for r in runs if r.state is RunState.COMPLETE]
+        return len(done) == len(runs) < len(self.spec.seeds) and seed in {r.seed for r in done}
 
     def _seed_gate(self, trial: int) -> None:
-        """Seed-sequential verdict (``_pruning`` module): the other seeds, or pruned."""
+        """Seed-sequential verdict (``_pruning`` module): the next seed, or pruned. The incumbent is the
+        best trial whose completed seeds all pass the limits (however many it has so far)."""
         metric, p = self.spec.metric, self.spec.pruning
-        first = getattr(self.store.run(trial, self.spec.seeds[0]), metric)
-        data = load_sweep(self.paths.root)
-        df = summary_frame(data)
-        best = df[df["feasible"]] if not df.empty else df
-        best_mean = float(best.iloc[0]["objective"]) if not best.empty else None
-        best_n = int(best.iloc[0]["n_ok"]) if not best.empty else 0
-        groups = {}
-        for r in data.runs:
+        minimize = self.spec.direction.value == "minimize"
+        groups: dict[int, list] = {}
+        for r in self.store.runs():
             if r.state is RunState.COMPLETE and getattr(r, metric) is not None:
-                groups.setdefault(r.trial, []).append(getattr(r, metric))
-        sigma, dof = pooled_seed_sigma(groups.values(), p.seed_sigma_prior)
-        go, why = worth_more_seeds(first, best_mean, best_n, sigma, p.seed_margin_z, data.minimize)
-        self.events.event("seed_gate", trial=trial, more_seeds=go, sigma_dof=dof, why=why)
+                groups.setdefault(r.trial, []).append(r)
+        done = [getattr(r, metric) for r in groups.get(trial, [])]
+        mean, k = sum(done) / len(done), len(done)
+        status = {t.trial: t.state for t in self.store.trials()}
+        incumbents = [(sum(getattr(r, metric) for r in rs) / len(rs), len(rs)) for t, rs in groups.items()
+                      if t != trial and status.get(t) in (TrialStatus.RUNNING, TrialStatus.COMPLETE)
+                      and all(c.ok for c in limits_check(self.spec.limits, rs))]
+        best_mean, best_n = (min if minimize else max)(incumbents) if incumbents else (None, 0)
+        sigma, dof = pooled_seed_sigma(([getattr(r, metric) for r in rs] for rs in groups.values()),
+                                       p.seed_sigma_prior)
+        go, why = worth_more_seeds(mean, k, best_mean, best_n, sigma, p.seed_margin_z, minimize)
+        self.events.event("seed_gate", trial=trial, seeds_done=k, more_seeds=go, sigma_dof=dof, why=why)
         if not go:
             self._prune(trial, f"seed gate: {why}")
             return
         params = next(t.params for t in self.store.trials() if t.trial == trial)
-        for seed in reversed(self.spec.seeds[1:]):  # next in line: the verdict keeps this trial moving
-            self.pending.appendleft(self._run_spec(trial, params, seed, attempt=1))
+        seed = self.spec.seeds[k]  # next in line: the verdict keeps this trial moving
+        self.pending.appendleft(self._run_spec(trial, params, seed, attempt=1))
 
     def _prune(self, trial: int, reason: str) -> None:
         """Stop a trial: its queued runs dropped, its runs in flight killed; PRUNED once they are back."""
@@ -171,8 +177,8 @@ class TrialOutcomes:
                 self._maybe_tell(t.trial)
                 continue
             seeds = self.spec.seeds
-            if sequential and set(runs) <= {seeds[0]}:  # no verdict yet: only the first seed may run
-                seeds = seeds[:1]
+            if sequential:  # one seed at a time: re-run an unfinished one, or ask for the next verdict
+                seeds = seeds[:max(len(runs), 1)]
             requeued = 0
             for seed in seeds:
                 rec = runs.get(seed)
@@ -183,7 +189,7 @@ class TrialOutcomes:
                 requeued += 1
             if requeued:
                 self.events.event("resume_requeued", trial=t.trial, runs=requeued)
-            elif sequential and self._awaits_verdict(t.trial, seeds[0], runs[seeds[0]].state):
+            elif sequential and self._awaits_verdict(t.trial, seeds[-1], runs[seeds[-1]].state):
                 self._seed_gate(t.trial)
             else:
                 self._maybe_tell(t.trial)

@@ -1,14 +1,17 @@
 """The driver's pruning decisions, as plain functions: whether a seed-sequential trial's first seed
 earns it the other seeds, and the Optuna pruner that judges validation curves.
 
-**Seed-sequential rule.** Let ``best`` be the best feasible complete trial's mean over its ``n``
-seeds, ``x`` the new trial's first-seed result and ``sigma`` the seed-to-seed standard deviation
-(pooled within trials over the sweep's completed trials with two or more seeds; ``seed_sigma_prior``
-until they give 4 degrees of freedom). The trial runs its other seeds when ``x - best < z * sigma *
-sqrt(1 + 1/n)`` (minimizing; mirrored for maximizing), else it is pruned. Without a feasible trial
-yet, every trial runs all its seeds. **False-drop risk:** a trial whose true mean equals the best's
-is dropped with probability ``P(Z > z)`` — 1 % for the default ``z = 2.33`` — if ``sigma`` is right;
-a truly better trial less often; an underestimated ``sigma`` (the prior, early on) raises the risk.
+**Seed-sequential rule.** A trial runs its seeds one at a time. After ``k`` completed seeds with mean
+``x``, let ``best`` be the mean of the best other trial over its ``n`` completed seeds (a trial not
+pruned or failed, whose completed runs all pass the limits: the incumbent, however many seeds it has
+so far) and ``sigma`` the
+seed-to-seed standard deviation (pooled within trials over the sweep's completed trials with two or
+more seeds; ``seed_sigma_prior`` until they give 4 degrees of freedom). The trial runs its next seed
+when ``x - best < z * sigma * sqrt(1/k + 1/n)`` (minimizing; mirrored for maximizing), else it is
+pruned. Without an incumbent yet, the next seed runs. **False-drop risk:** at each
+check, a trial whose true mean equals the best's is dropped with probability ``P(Z > z)`` — 1 % for
+the default ``z = 2.33`` — if ``sigma`` is right, so at most about 2 % over a 3-seed trial's two
+checks; a truly better trial less often; an underestimated ``sigma`` (the prior, early on) raises it.
 """
 
 from __future__ import annotations
@@ -39,15 +42,15 @@ def pooled_seed_sigma(groups: Iterable[Sequence[float]], prior: float) -> tuple[
     return math.sqrt(ss / dof), dof
 
 
-def worth_more_seeds(first: float, best_mean: float | None, best_n: int, sigma: float, z: float,
+def worth_more_seeds(mean: float, k: int, best_mean: float | None, best_n: int, sigma: float, z: float,
                      minimize: bool = True) -> tuple[bool, str]:
-    """Whether a trial whose first seed scored ``first`` can still beat the best; and why."""
+    """Whether a trial whose ``k`` completed seeds average ``mean`` can still beat the best; and why."""
     if best_mean is None:
         return True, "no feasible trial yet"
-    gap = (first - best_mean) if minimize else (best_mean - first)
-    margin = z * sigma * math.sqrt(1 + 1 / max(best_n, 1))
+    gap = (mean - best_mean) if minimize else (best_mean - mean)
+    margin = z * sigma * math.sqrt(1 / max(k, 1) + 1 / max(best_n, 1))
     verdict = gap < margin
-    return verdict, (f"first seed {first:.5f} is {gap:+.5f} from the best mean {best_mean:.5f}; margin "
+    return verdict, (f"{k}-seed mean {mean:.5f} is {gap:+.5f} from the best mean {best_mean:.5f}; margin "
                      f"{margin:.5f} (z {z:g} x sigma {sigma:.5f})")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,7 +41,12 @@ def make_sampler(spec: SweepSpec) -> BaseSampler:
         if s.name is SamplerName.RANDOM:
             return optuna.samplers.RandomSampler(seed=seed)
         if s.name is SamplerName.TPE:
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials)
+            # multivariate: the knobs interact (damp x qk); constant liar: runs in flight on other nodes
+            # count as pending, so parallel asks do not crowd one region
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=True,
+                                                  constant_liar=True)
         if s.name is SamplerName.GP:
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
         if s.name is SamplerName.CMAES:

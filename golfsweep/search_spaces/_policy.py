@@ -15,7 +15,7 @@ __all__ = ["CostSpec", "CurvePruner", "PruningSpec", "SeedPolicy", "validate_cos
 
 class SeedPolicy(str, enum.Enum):
     ALL = "all"  # every seed of a trial at once
-    SEQUENTIAL = "sequential"  # the first seed alone; the others only while the trial can still matter
+    SEQUENTIAL = "sequential"  # one seed at a time, the next only while the trial can still matter
 
 
 class CurvePruner(str, enum.Enum):
@@ -28,9 +28,9 @@ class CurvePruner(str, enum.Enum):
 
 @dataclass(frozen=True)
 class PruningSpec:
-    """``seeds``: see :class:`SeedPolicy`. A trial's first seed continues when it is within
-    ``seed_margin_z`` standard errors of the best feasible trial's mean (the seed-to-seed spread
-    observed so far in the sweep, ``seed_sigma_prior`` until two trials have two seeds each).
+    """``seeds``: see :class:`SeedPolicy`. A trial's next seed runs while the mean of its seeds so far
+    is within ``seed_margin_z`` standard errors of the best feasible trial's mean (the seed-to-seed
+    spread observed so far in the sweep, ``seed_sigma_prior`` until it gives 4 degrees of freedom).
     ``curve``: an Optuna pruner fed the in-training validation curve while the run is alive, never
     before ``warmup_steps``."""
 

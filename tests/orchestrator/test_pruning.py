@@ -36,15 +36,24 @@ def study(tmp_path) -> optuna.Study:
 # ----------------------------------------------------------------------------------- the seed-sequential rule
 
 
-@pytest.mark.parametrize("first, go", [(1.2040, True), (1.2060, False), (1.1900, True)])
-def test_a_first_seed_continues_only_within_the_margin_of_the_best(first, go):
-    # best mean 1.2000 over 3 seeds; sigma 0.002, z 2.33: margin 0.002 * 2.33 * sqrt(4/3) = 0.00538
-    verdict, why = worth_more_seeds(first, 1.2000, 3, 0.002, 2.33, minimize=True)
-    assert verdict is go and "margin 0.00538" in why
+@pytest.mark.parametrize("mean, k, go, margin", [
+    (1.2040, 1, True, "0.00538"),  # best 1.2000 over 3 seeds; sigma 0.002, z 2.33: 0.002*2.33*sqrt(1+1/3)
+    (1.2060, 1, False, "0.00538"),
+    (1.1900, 1, True, "0.00538"),
+    (1.2045, 2, False, "0.00425"),  # two seeds: a tighter margin, 0.002*2.33*sqrt(1/2+1/3)
+])
+def test_the_next_seed_runs_only_within_the_margin_of_the_best(mean, k, go, margin):
+    verdict, why = worth_more_seeds(mean, k, 1.2000, 3, 0.002, 2.33, minimize=True)
+    assert verdict is go and f"margin {margin}" in why
+
+
+def test_a_maximized_metric_is_mirrored():
+    assert worth_more_seeds(1.19, 1, 1.2, 3, 0.002, 2.33, minimize=False)[0] is False
+    assert worth_more_seeds(1.21, 1, 1.2, 3, 0.002, 2.33, minimize=False)[0] is True
 
 
 def test_without_a_feasible_trial_every_seed_runs():
-    assert worth_more_seeds(9.9, None, 0, 0.002, 2.33)[0] is True
+    assert worth_more_seeds(9.9, 1, None, 0, 0.002, 2.33)[0] is True
 
 
 def test_the_seed_spread_is_pooled_over_trials_after_a_prior():

@@ -117,9 +117,14 @@ def resume(
 def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
     from golfsweep.orchestrator import TerminalProgress, default_sweep_dir, run_sweep
     from golfsweep.results import format_table, load_sweep
+    from golfsweep.storage import StoreLocation, is_server_url
 
     sweep_dir = sweep_dir or default_sweep_dir(spec)
     banner = f"sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds -> {sweep_dir}"
+    # Read back through the sweep file's URL: the directory's recorded one has no password.
+    on_server = StoreLocation.server(spec.storage_url, spec.name) if is_server_url(spec.storage_url) else None
+    if on_server is not None:
+        banner += f" (store: {on_server})"
     try:
         with TerminalProgress() as progress:
             outcome = run_sweep(spec, sweep_dir, progress=_after_banner(banner, progress), **kwargs)
@@ -127,7 +132,7 @@ def _run(spec, sweep_dir: Optional[Path], **kwargs) -> None:
         why = getattr(exc, "signal_name", "SIGINT")
         _echo_err(f"interrupted ({why}); runs in flight re-run on `golfsweep resume {sweep_dir}`")
         raise typer.Exit(143 if why == "SIGTERM" else 130) from None
-    typer.echo(format_table(load_sweep(outcome.sweep_dir), "md"))
+    typer.echo(format_table(load_sweep(on_server or outcome.sweep_dir), "md"))
     if outcome.stopped:
         typer.echo(f"stopped: {outcome.stopped}", err=True)
     if outcome.best is None:
@@ -171,21 +176,54 @@ def _print_plan(spec) -> None:
         typer.echo(f"trial {r['trial']} seed {r['seed']}: {env}")
 
 
+SWEEP_DIR_HELP = "Sweep directory (or --storage and --sweep-name instead)."
+STORAGE_HELP = ("Read the sweep from this PostgreSQL server (postgresql://user@host:5432/db; the password from "
+                "PGPASSWORD or ~/.pgpass), with --sweep-name, instead of a sweep directory.")
+NAME_HELP = "With --storage: the sweep's name (sweep.name)."
+
+
+def _sweep_source(sweep_dir: Optional[Path], storage: Optional[str], name: Optional[str]):
+    """What a read command reads: a sweep directory, or a sweep on a storage server by its name."""
+    if storage is None:
+        if name is not None:
+            raise GolfsweepError(f"--sweep-name: only with --storage (a sweep directory knows its name), got {name!r}")
+        if sweep_dir is None:
+            raise typer.BadParameter("missing: give a sweep directory, or --storage URL --sweep-name NAME",
+                                     param_hint="SWEEP_DIR")  # a usage error, like any missing argument: exit 2
+        return sweep_dir
+    from golfsweep.storage import StoreLocation, is_server_url, masked_url, url_problem
+
+    if sweep_dir is not None:
+        raise GolfsweepError(f"--storage: give a sweep directory or --storage with --sweep-name, not both, got "
+                             f"{str(sweep_dir)!r} and {masked_url(storage)!r}")
+    problem = url_problem(storage, key="--storage")
+    if problem:
+        raise GolfsweepError(problem)
+    if not is_server_url(storage):
+        raise GolfsweepError(f"--storage: must be a postgresql:// URL (a SQLite sweep is read from its directory), "
+                             f"got {masked_url(storage)!r}")
+    if not name:
+        raise GolfsweepError("--sweep-name: the sweep's name is needed with --storage, got nothing")
+    return StoreLocation.server(storage, name, key="--storage")
+
+
 @app.command()
 def table(
-    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
+    sweep_dir: Annotated[Optional[Path], typer.Argument(help=SWEEP_DIR_HELP, metavar="SWEEP_DIR")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="md, csv or json.")] = "md",
     baseline: Annotated[Optional[str], typer.Option(
         help="Significance vs a baseline: a number (val_bpb, or nats with --baseline-metric val_loss), "
              "a submission.json, or a folder of logs.")] = None,
     baseline_metric: Annotated[str, typer.Option(help="What a numeric --baseline is: val_bpb or val_loss.")] = "val_bpb",
+    storage: Annotated[Optional[str], typer.Option("--storage", help=STORAGE_HELP)] = None,
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep-name", help=NAME_HELP)] = None,
 ) -> None:
     """One row per config: n_ok/n_seeds, mean/std/min/max val_bpb, limits, feasibility; best first."""
     from golfsweep.results import format_table, load_sweep
 
     if format not in ("md", "csv", "json"):
         raise GolfsweepError(f"--format: must be one of md, csv, json, got {format!r}")
-    data = load_sweep(sweep_dir)
+    data = load_sweep(_sweep_source(sweep_dir, storage, sweep_name))
     if baseline is None:
         typer.echo(format_table(data, format))
         return
@@ -195,11 +233,15 @@ def table(
 
 
 @app.command()
-def status(sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")]) -> None:
+def status(
+    sweep_dir: Annotated[Optional[Path], typer.Argument(help=SWEEP_DIR_HELP, metavar="SWEEP_DIR")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help=STORAGE_HELP)] = None,
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep-name", help=NAME_HELP)] = None,
+) -> None:
     """Runs by state, with failure reasons."""
     from golfsweep.results import format_status, load_sweep
 
-    typer.echo(format_status(load_sweep(sweep_dir)))
+    typer.echo(format_status(load_sweep(_sweep_source(sweep_dir, storage, sweep_name))))
 
 
 @app.command("parse-log")
@@ -343,32 +385,37 @@ def _env_options(items: list[str]) -> dict[str, str]:
 
 @app.command()
 def export(
-    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
     trial: Annotated[int, typer.Option("--trial", help="Trial number to export.")],
     out: Annotated[Path, typer.Option("--out", help="Records folder to create (must not exist).")],
+    sweep_dir: Annotated[Optional[Path], typer.Argument(help=SWEEP_DIR_HELP, metavar="SWEEP_DIR")] = None,
     non_record: Annotated[bool, typer.Option("--non-record", help="Allow a trial that breaks a limit.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: sweep name + trial).")] = None,
     author: Annotated[Optional[str], typer.Option(help="Author for submission.json.")] = None,
     sweep_file: Annotated[Optional[Path], typer.Option("--sweep-file", help=SWEEP_FILE_HELP)] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help=STORAGE_HELP)] = None,
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep-name", help=NAME_HELP)] = None,
 ) -> None:
     """Write a records folder: submission.json, per-seed logs, the exact train_gpt.py, README.md."""
     from golfsweep.results import export_record
 
-    folder = export_record(sweep_dir, trial, out, non_record=non_record, name=name, author=author,
-                           secret_env=_sweep_file_env(sweep_file))
+    folder = export_record(_sweep_source(sweep_dir, storage, sweep_name), trial, out, non_record=non_record,
+                           name=name, author=author, secret_env=_sweep_file_env(sweep_file))
     typer.echo(f"wrote {folder}")
 
 
 @app.command()
 def report(
-    sweep_dir: Annotated[Path, typer.Argument(help="Sweep directory.")],
+    sweep_dir: Annotated[Optional[Path], typer.Argument(help=SWEEP_DIR_HELP, metavar="SWEEP_DIR")] = None,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
     sweep_file: Annotated[Optional[Path], typer.Option("--sweep-file", help=SWEEP_FILE_HELP)] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help=STORAGE_HELP)] = None,
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep-name", help=NAME_HELP)] = None,
 ) -> None:
     """One self-contained HTML report: table, mean ± std with seeds, BPB vs knobs, curves, artifact bytes."""
     from golfsweep.results import write_report
 
-    typer.echo(f"wrote {write_report(sweep_dir, out, secret_env=_sweep_file_env(sweep_file))}")
+    source = _sweep_source(sweep_dir, storage, sweep_name)
+    typer.echo(f"wrote {write_report(source, out, secret_env=_sweep_file_env(sweep_file))}")
 
 
 SWEEP_FILE_HELP = ("The sweep file: its [env] secret values are masked too (needed only for sweep directories "

@@ -7,8 +7,9 @@ The rule
 --------
 * **Secret names.** A name is secret when one of its components (split on ``_`` and non-word
   characters, case-insensitive) is one of ``_SECRET_PARTS``: ``HF_TOKEN``, ``WANDB_API_KEY``,
-  ``DB_PASSWORD``, ``AWS_SECRET_ACCESS_KEY``. ``TOKENIZER_PATH`` and ``TRAIN_BATCH_TOKENS`` are
-  not, and neither are the shell's ``PWD``/``OLDPWD`` (directories, present in every environment).
+  ``DB_PASSWORD``, ``AWS_SECRET_ACCESS_KEY``; and ``PGPASSWORD`` (libpq's, for a ``[storage]``
+  server). ``TOKENIZER_PATH`` and ``TRAIN_BATCH_TOKENS`` are not, and neither are the shell's
+  ``PWD``/``OLDPWD`` (directories, present in every environment).
 * **Secret values.** The values of the secret names in the environment a run receives: the node's
   own environment merged with the sweep's ``[env]`` (``worker.run_env``), so a token a node passes
   in is covered as well as one from the sweep file. Surrounding whitespace is ignored, and a value
@@ -25,6 +26,9 @@ The rule
   (up to the closing quote, or else up to whitespace or one of ``,;)]}``). This needs no known
   value, so a log written before this module existed, or a secret the trainer found elsewhere, is
   masked too when it is printed with its name.
+* **URL credentials.** The password of a URL written with one — ``postgresql://user:PASSWORD@host``,
+  ``https://user:TOKEN@host`` — is replaced by ``***`` wherever such a URL occurs
+  (``mask_url_credentials``; ``golfsweep.storage`` masks the storage URL with it).
 
 Out of scope: a value that appears transformed — url-encoded, base64, hashed, escaped by
 ``repr``/JSON (a value holding a quote or backslash), split across lines or interleaved with
@@ -48,10 +52,13 @@ MIN_SECRET_LENGTH = 6
 _SECRET_PARTS = frozenset({"TOKEN", "KEY", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD",
                            "CREDENTIAL", "CREDENTIALS", "AUTH", "PRIVATE", "SIGNATURE", "COOKIE"})
 _NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
+_SECRET_WHOLE = frozenset({"PGPASSWORD"})  # libpq's password (golfsweep's [storage] server): no component matches
 
 # An upper-case name followed by an assignment (the name is not consumed past the lookahead, so
 # ``A=HF_TOKEN=x`` still finds HF_TOKEN), and the assigned value that follows it.
 _ASSIGNED_NAME = re.compile(r"(?<![A-Za-z0-9_])[A-Z_][A-Z0-9_]*(?=['\"]?[ \t]*[=:])")
+# scheme://user:PASSWORD@ (the password: up to the ``@``, without whitespace or ``/``).
+_URL_PASSWORD = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:(?P<pw>[^\s/@]+)@")
 _ASSIGNED_VALUE = re.compile(r"""['"]?[ \t]*[=:][ \t]*(?:(['"])(?P<q>[^\n]*?)\1|['"]?(?P<u>[^\s'",;)\]}]+))""")
 
 
@@ -60,7 +67,16 @@ def is_secret_name(name: str) -> bool:
     upper = name.upper()
     if upper in _NOT_SECRET:
         return False
+    if upper in _SECRET_WHOLE:
+        return True
     return any(part in _SECRET_PARTS for part in re.split(r"[_\W]+", upper) if part)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URL in it as ``***``."""
+    if "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: m.group()[:m.start("pw") - m.start()] + SECRET_MASK + "@", text)
 
 
 def mask_env(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,6 +132,8 @@ class Redactor:
         spans = list(self._value_spans(text))
         if "=" in text or ":" in text:
             spans.extend(_assignment_spans(text))
+        if "://" in text:
+            spans.extend(m.span("pw") for m in _URL_PASSWORD.finditer(text) if m.group("pw") != SECRET_MASK)
         if not spans:
             return text
         out: list[str] = []

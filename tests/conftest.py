@@ -269,3 +269,48 @@ def make_sweep(tmp_path: Path):
 def cli():
     """``cli(*args) -> CliResult``: the golfsweep CLI run in-process."""
     return invoke_cli
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+def pytest_report_header(config) -> str:
+    """Which PostgreSQL the storage tests start (CI's log shows the server version they ran against)."""
+    from tests.pg import find_bin_dir, server_version
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return "postgresql: no server binaries found (install Debian's postgresql); the PostgreSQL tests skip"
+    return f"postgresql: {server_version(bin_dir)} ({bin_dir})"
+
+
+_PG_SESSION: dict[str, Any] = {}  # what the session's server was, for the summary line
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line after the results (shown with -q too): the server the PostgreSQL tests ran against."""
+    if "version" in _PG_SESSION:
+        terminalreporter.write_line(f"postgresql: the PostgreSQL tests ran against a server started for them: "
+                                    f"{_PG_SESSION['version']}")
+    elif "skipped" in _PG_SESSION:
+        terminalreporter.write_line(f"postgresql: the PostgreSQL tests skipped: {_PG_SESSION['skipped']}")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the session (``tests.pg``); skips when none can be started."""
+    from tests.pg import Unavailable, start_server
+
+    try:
+        server = start_server()
+    except Unavailable as exc:
+        _PG_SESSION["skipped"] = str(exc)
+        pytest.skip(str(exc))
+    _PG_SESSION["version"] = server.version
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a fresh database on the session's server (superuser, no password)."""
+    return pg_server.url(pg_server.new_database())

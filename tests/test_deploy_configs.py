@@ -454,13 +454,25 @@ def _check_click(root: Any, program: str, args: list[str]) -> None:
             assert option in known, f"docs: `{' '.join(path)}` has no option {option} ({' '.join(args)})"
 
 
-def test_docs_golfsweep_commands_exist() -> None:
+def _readme_cluster_section() -> str:
+    """The README's "Run on a cluster" section: the same commands, condensed."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Run on a cluster")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+CLUSTER_PAGES = {"docs/cluster.md": lambda: DOCS.read_text(), "README.md#run-on-a-cluster": _readme_cluster_section}
+
+
+@pytest.mark.parametrize("page", sorted(CLUSTER_PAGES))
+def test_docs_golfsweep_commands_exist(page: str) -> None:
     import typer
 
     from golfsweep.cli import app
 
     root = typer.main.get_command(app)
-    calls = _invocations("golfsweep", _code(DOCS.read_text()))
+    calls = _invocations("golfsweep", _code(CLUSTER_PAGES[page]()))
     subcommands = {c[0] for c in calls}
     assert {"run", "status", "table", "export"} <= subcommands, subcommands
     for args in calls:
@@ -469,10 +481,11 @@ def test_docs_golfsweep_commands_exist() -> None:
     assert runs and all("--address" in c for c in runs), "cluster runs connect with --address"
 
 
-def test_docs_ray_commands_exist() -> None:
+@pytest.mark.parametrize("page", sorted(CLUSTER_PAGES))
+def test_docs_ray_commands_exist(page: str) -> None:
     from ray.scripts.scripts import cli
 
-    calls = _invocations("ray", _code(DOCS.read_text()))
+    calls = _invocations("ray", _code(CLUSTER_PAGES[page]()))
     used = {c[0] for c in calls}
     assert {"up", "down", "exec", "rsync-up", "rsync-down", "job"} <= used, used
     for args in calls:

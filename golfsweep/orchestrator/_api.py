@@ -13,6 +13,7 @@ from golfsweep.orchestrator._setup import check_sweep_dir, open_study
 from golfsweep.paths import SweepPaths
 from golfsweep.results import Store
 from golfsweep.search_spaces import SweepSpec, load_spec
+from golfsweep.storage import recorded_location
 
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
@@ -63,10 +64,14 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path | None = None, *, address: 
 def spec_for_resume(sweep_dir: str | Path, spec_path: str | Path | None = None) -> SweepSpec:
     """The sweep file a directory was started from (or ``spec_path``), checked to be the same sweep."""
     paths = SweepPaths.of(sweep_dir)
-    if not paths.store.exists():
+    location = recorded_location(paths)
+    if location.is_server:  # spec.json says where the sweep file was; the server is not needed for that
+        meta = json.loads(paths.spec_json.read_text(encoding="utf-8"))["spec"]
+    elif not paths.store.exists():
         raise GolfsweepError(f"SWEEP_DIR: no golfsweep store in {str(sweep_dir)!r}; start it with `golfsweep run`")
-    with Store(paths.store, create=False) as store:
-        meta = json.loads(store.get_meta("spec") or "{}")
+    else:
+        with Store(paths.store, create=False) as store:
+            meta = json.loads(store.get_meta("spec") or "{}")
     source = spec_path or meta.get("source")
     if not source or not os.path.exists(source):
         raise GolfsweepError(f"--spec: the sweep file this directory was started from is gone, got "

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.orchestrator._task import run_task
 from golfsweep.worker import CurvePoint, RunResult, RunSpec, RunState, execute_run, kill_live_runs
 
 
@@ -27,7 +28,8 @@ class RunBackend(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self) -> int:
-        """How many runs can execute at once right now (recomputed: nodes come and go)."""
+        """How many runs can execute at once right now (nodes come and go). Called every loop of the
+        driver: keep it cheap (a cached count, refreshed on node events)."""
 
     @abc.abstractmethod
     def submit(self, spec: RunSpec) -> None:
@@ -125,9 +127,17 @@ class RayBackend(RunBackend):
     the driver re-queues it, so attempts are counted and recorded in one place.
     """
 
+    #: Seconds between recounts of the cluster's nodes when no node event forced one.
+    CAPACITY_REFRESH_S = 10.0
+    #: Seconds between reads of the curve-point queue (two actor calls): a pruner deciding a second
+    #: later costs nothing against 20-minute runs; reading it on every loop cost each run ~5 ms.
+    POINTS_EVERY_S = 1.0
+
     def __init__(self, *, gpus_per_run: int, cpus_per_run: int, address: str | None = None,
                  num_cpus: int | None = None, num_gpus: int | None = None, workdir_root: Path | None = None,
-                 runtime_env: dict | None = None) -> None:
+                 runtime_env: dict | None = None, execute=None) -> None:
+        """``execute(spec, workdir_root, points)`` is what a run's Ray task runs (default: the worker's
+        ``execute_run``); the dispatch benchmark swaps in a sleep."""
         import ray
 
         self._ray = ray
@@ -148,15 +158,30 @@ class RayBackend(RunBackend):
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise GolfsweepError(f"--address: cannot connect to a Ray cluster at {address!r}: {first}") from None
-        self._task = ray.remote(_ray_execute).options(
+        self._task = ray.remote(execute or run_task).options(
             num_gpus=gpus_per_run, num_cpus=0 if gpus_per_run else cpus_per_run, max_retries=0,
             scheduling_strategy="SPREAD")
         self._root = workdir_root
-        self._queue = None  # curve points from the runs: a Ray queue actor, made with the first run
+        from ray.util.queue import Queue
+
+        # Curve points from the runs. Made now, so its actor's process does not start alongside the
+        # first runs' workers.
+        self._queue = Queue(actor_options={"num_cpus": 0})
         self._cancelled: dict[object, str] = {}
         self._submitted: dict[object, float] = {}
+        self._capacity: int | None = None
+        self._capacity_at = 0.0
+        self._points_at = 0.0
 
     def capacity(self) -> int:
+        """Runs that fit on the live nodes: counted at start, after a node event (a run came back
+        LOST: its node died) and every ``CAPACITY_REFRESH_S`` seconds (nodes that joined)."""
+        now = time.monotonic()
+        if self._capacity is None or now - self._capacity_at > self.CAPACITY_REFRESH_S:
+            self._capacity, self._capacity_at = self._count_capacity(), now
+        return self._capacity
+
+    def _count_capacity(self) -> int:
         total = 0
         for node in self._ray.nodes():
             if not node.get("Alive"):
@@ -169,17 +194,15 @@ class RayBackend(RunBackend):
         return total
 
     def submit(self, spec: RunSpec) -> None:
-        if self._queue is None:
-            from ray.util.queue import Queue
-
-            self._queue = Queue(actor_options={"num_cpus": 0})
         ref = self._task.remote(spec, str(self._root) if self._root else None, self._queue)
         self._refs[ref] = spec
         self._submitted[ref] = time.time()
 
     def points(self) -> list[tuple[RunSpec, CurvePoint]]:
-        if self._queue is None:
+        now = time.monotonic()
+        if self._queue is None or now - self._points_at < self.POINTS_EVERY_S:
             return []
+        self._points_at = now
         try:
             items = self._queue.get_nowait_batch(self._queue.qsize())
         except Exception:  # the queue actor is gone with the cluster: nothing to report
@@ -197,7 +220,12 @@ class RayBackend(RunBackend):
         if not self._refs:
             time.sleep(min(timeout, 0.05))
             return []
-        ready, _ = self._ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+        # Back as soon as one run ends (not after a fixed poll), with every other one already done.
+        refs = list(self._refs)
+        ready, rest = self._ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=False)
+        if ready and rest:
+            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)
+            ready += more
         out = []
         for ref in ready:
             spec = self._refs.pop(ref)
@@ -215,6 +243,7 @@ class RayBackend(RunBackend):
                 out.append((spec, lost(spec, f"worker error: {type(cause).__name__}: {_first_line(cause)}")))
             except self._ray.exceptions.RayError as exc:  # node died, worker crashed, object lost
                 out.append((spec, lost(spec, f"system failure: {type(exc).__name__}: {_first_line(exc)}")))
+                self._capacity = None  # a node event: count the nodes again
         return out
 
     def in_flight(self) -> int:
@@ -255,14 +284,3 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else ""
-
-
-def _ray_execute(spec: RunSpec, workdir_root: str | None, points=None) -> RunResult:
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id()
-    key = (spec.trial, spec.seed, spec.attempt)
-    on_point = (lambda p: points.put_nowait((key, p))) if points is not None else None
-    return execute_run(spec, workdir_root=Path(workdir_root) if workdir_root else None, node_id=node_id,
-                       on_point=on_point)
-

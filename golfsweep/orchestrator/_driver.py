@@ -26,11 +26,12 @@ from typing import Any
 import optuna
 
 from golfsweep.orchestrator._backend import RunBackend
+from golfsweep.orchestrator._book import RunBook
 from golfsweep.orchestrator._events import DriverInterrupted, DriverLog, as_interrupt, interrupt_on_signals
 from golfsweep.orchestrator._lease import SweepLease
 from golfsweep.orchestrator._outcomes import Snapshot, TrialOutcomes
 from golfsweep.orchestrator._setup import (check_sweep_dir, open_study, prepare_sweep_dir, quiet_optuna,
-                                          trial_environment)
+                                          store_location, trial_environment)
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
 from golfsweep.results import RunRecord
@@ -71,13 +72,14 @@ class Driver(TrialOutcomes):
         checked = checked or check_sweep_dir(spec, self.paths)
         with quiet_optuna():  # before writing anything: the storage may be bad
             self.study, self.storage = opened or open_study(spec, self.paths)
-        self.lease = SweepLease(self.paths.store, self.paths.root)
+        self.lease = SweepLease(store_location(spec, self.paths), self.paths.root)
         taken_over = self.lease.acquire()  # before anything is written or runs
         try:
             self.store = prepare_sweep_dir(spec, self.paths, *checked)
         except BaseException:
             self.lease.release()
             raise
+        self.book = RunBook(self.store)  # the driver's reads come from here, not from the store
         self.script_bytes, self.script_sha = checked
         self.events = DriverLog(self.paths.driver_log, self.redactor)
         if taken_over:
@@ -95,6 +97,8 @@ class Driver(TrialOutcomes):
         gpus = spec.gpus_per_run
         self._spent = sum(attempt_gpu_hours(a["started_at"], a["ended_at"], gpus) for a in self.store.attempts())
         self._stop_reason: str | None = None
+        self._asked = 0  # trials in the study: counted here, not by listing the study every loop
+        self._best_live: dict[str, Any] | None = None  # best feasible trial so far, kept as trials are told
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> SweepOutcome:
@@ -105,9 +109,9 @@ class Driver(TrialOutcomes):
                 self._start()
                 self._loop()
             self._report()
-            runs = self.store.runs()
-            outcome = SweepOutcome(self.paths.root, len(self.store.trials()), len(runs),
-                                   sum(r.state is not RunState.COMPLETE for r in runs), self._best(),
+            runs = self.book.runs()
+            outcome = SweepOutcome(self.paths.root, len(self.book.trials()), len(runs),
+                                   sum(r.state is not RunState.COMPLETE for r in runs), self._best_live,
                                    self._spent, self._stop_reason)
             self.events.event("driver_done", runs=outcome.n_runs, not_complete=outcome.n_failed,
                               gpu_hours=round(self._spent, 4), stopped=self._stop_reason)
@@ -132,6 +136,8 @@ class Driver(TrialOutcomes):
             self.events.event("short_secret", key=f"env.{name}", min_length=MIN_SECRET_LENGTH,
                               note="masked only where it follows its name")
         self._recover()
+        self._asked = len(self.study.get_trials(deepcopy=False))
+        self._best_live = self._best_on_disk()
 
     def _loop(self) -> None:
         while True:
@@ -150,7 +156,7 @@ class Driver(TrialOutcomes):
                 self._report()
 
     def _can_ask(self) -> bool:
-        return len(self.study.trials) < self.spec.trials
+        return self._asked < self.spec.trials
 
     def _fill(self) -> int:
         """Submit runs while the cluster has room; returns how many were submitted."""
@@ -167,8 +173,9 @@ class Driver(TrialOutcomes):
 
     def _ask(self) -> None:
         trial = self.study.ask(self.dists)
+        self._asked += 1
         self._trials[trial.number] = trial
-        self.store.add_trial(trial.number, trial.params, mask_env(trial_environment(self.spec, trial.params)))
+        self.book.add_trial(trial.number, trial.params, mask_env(trial_environment(self.spec, trial.params)))
         self.events.event("trial_asked", trial=trial.number, params=trial.params)
         seeds = self.spec.seeds[:1] if self.spec.pruning.seeds is SeedPolicy.SEQUENTIAL else self.spec.seeds
         for seed in seeds:  # seed-sequential: the others wait for the first one's verdict
@@ -186,7 +193,7 @@ class Driver(TrialOutcomes):
 
     def _submit(self, run: RunSpec) -> None:
         now = self.backend.now()
-        self.store.put_run(RunRecord(trial=run.trial, seed=run.seed, state=RunState.RUNNING, attempt=run.attempt,
+        self.book.put_run(RunRecord(trial=run.trial, seed=run.seed, state=RunState.RUNNING, attempt=run.attempt,
                                      started_at=now))
         self._in_flight[(run.trial, run.seed)] = (run, now)
         self.backend.submit(run)
@@ -201,9 +208,10 @@ class Driver(TrialOutcomes):
         if res.log_text:
             log_path = self.paths.run_log(run.trial, run.seed)
             atomic_write(log_path, res.log_text)
+            self.store.put_log(run.trial, run.seed, res.log_text)  # a server store keeps it for readers elsewhere
         rec = RunRecord.from_result(res, str(log_path) if log_path else None)
         retry = self._retry(res.state, run.attempt) and run.trial not in self._pruning
-        self.store.put_run(rec)
+        self.book.put_run(rec)
         atomic_write(self.paths.run_result(run.trial, run.seed), json.dumps(rec.to_dict(), indent=2))
         self.events.event("run_finished", trial=run.trial, seed=run.seed, attempt=run.attempt,
                           state=res.state.value, node=res.node_id, reason=res.reason, retry=retry,

@@ -4,8 +4,9 @@ A driver takes the lease before anything runs and renews it (a heartbeat) while 
 ``run`` or ``resume`` of a live sweep is refused in one line that names the owner; a stale lease
 (its driver's process is gone on this host, or its heartbeat is old) is taken over with a notice.
 The lease is a row of the store, changed only by atomic compare-and-set transactions
-(``Store.take_lease``/``renew_lease``/``release_lease``), so any storage that can do those (the
-SQLite file today, a database server later) gives the same guarantee.
+(``Store.take_lease``/``renew_lease``/``release_lease``), so it holds wherever the store is: the
+sweep directory's SQLite file, or the sweep's schema on a PostgreSQL server, where drivers on
+different machines meet.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from golfsweep.errors import GolfsweepError
 from golfsweep.results import LeaseHeld, Store
+from golfsweep.storage import StoreLocation
 
 __all__ = ["SweepLease"]
 
@@ -35,12 +37,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 class SweepLease:
-    """The lease of one driver on one sweep store. ``acquire()`` then ``release()``; a daemon thread
-    renews it every ``heartbeat_s`` seconds in between."""
+    """The lease of one driver on one sweep store (a ``StoreLocation``, or a SQLite store's path).
+    ``acquire()`` then ``release()``; a daemon thread renews it every ``heartbeat_s`` seconds in between."""
 
-    def __init__(self, store_path: str | Path, sweep_dir: str | Path, *, heartbeat_s: float = 5.0,
+    def __init__(self, store: str | Path | StoreLocation, sweep_dir: str | Path, *, heartbeat_s: float = 5.0,
                  stale_after_s: float = 60.0) -> None:
-        self.store_path = Path(store_path)
+        self.store = store if isinstance(store, StoreLocation) else StoreLocation.file(store)
         self.sweep_dir = str(sweep_dir)
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
@@ -62,7 +64,7 @@ class SweepLease:
     def acquire(self) -> str | None:
         """Take the lease; returns a notice when a stale driver's lease was taken over. Raises a
         one-line ``GolfsweepError`` naming the owner when a live driver holds it."""
-        with Store(self.store_path) as store:
+        with Store(self.store) as store:
             try:
                 replaced = store.take_lease(self.token, self.owner, lambda holder: self.stale(holder) is not None)
             except LeaseHeld as held:
@@ -80,7 +82,7 @@ class SweepLease:
                 f"{self.stale(replaced)})")
 
     def _beat(self) -> None:
-        store = Store(self.store_path)
+        store = Store(self.store)
         try:
             while not self._stop.wait(self.heartbeat_s):
                 try:
@@ -97,5 +99,5 @@ class SweepLease:
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat_s + 5)
         if not self.lost.is_set():
-            with Store(self.store_path) as store:
+            with Store(self.store) as store:
                 store.release_lease(self.token)

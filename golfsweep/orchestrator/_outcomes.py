@@ -5,6 +5,7 @@ which owns the state these methods use (store, study, backend, pending runs, eve
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import optuna
 
 from golfsweep.limits import check as limits_check
 from golfsweep.orchestrator._pruning import pooled_seed_sigma, worth_more_seeds
-from golfsweep.orchestrator._setup import trial_environment
+from golfsweep.orchestrator._setup import store_location, trial_environment
 from golfsweep.results import TrialStatus, load_sweep, summary_frame
 from golfsweep.results._ledger import attempt_gpu_hours
 from golfsweep.search_spaces import CurvePruner, SeedPolicy, mask_env
@@ -47,7 +48,7 @@ class TrialOutcomes:
             if not any(t == trial_number for t, _ in self._in_flight):
                 self._finish_pruned(trial_number)
             return
-        runs = self.store.runs(trial_number)
+        runs = self.book.runs(trial_number)
         if len(runs) < len(self.spec.seeds) or not all(r.state.is_finished() for r in runs):
             return
         trial = self._trial(trial_number)
@@ -55,7 +56,7 @@ class TrialOutcomes:
         if failed:
             reasons = "; ".join(f"seed {r.seed}: {r.state.value}: {r.reason}" for r in failed)
             trial.set_user_attr("failure", reasons[:2000])
-            self.store.finish_trial(trial_number, TrialStatus.FAILED, None)
+            self.book.finish_trial(trial_number, TrialStatus.FAILED, None)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self._told.add(trial_number)
             self.events.event("trial_failed", trial=trial_number, reasons=reasons)
@@ -63,10 +64,13 @@ class TrialOutcomes:
         metric = self.spec.metric
         values = [getattr(r, metric) for r in runs]
         value = sum(values) / len(values)
-        for c in limits_check(self.spec.limits, runs):  # unproven limits count as infeasible
+        checks = limits_check(self.spec.limits, runs)
+        for c in checks:  # unproven limits count as infeasible
             trial.set_constraint(c.rule, c.excess())
+        if all(c.ok for c in checks):
+            self._consider_best(trial_number, runs, value)
         trial.set_user_attr("seeds", {str(r.seed): getattr(r, metric) for r in runs})
-        self.store.finish_trial(trial_number, TrialStatus.COMPLETE, value)
+        self.book.finish_trial(trial_number, TrialStatus.COMPLETE, value)
         self.study.tell(trial, value)
         self._told.add(trial_number)
         self.events.event("trial_complete", trial=trial_number, metric=metric, mean=round(value, 8))
@@ -74,13 +78,13 @@ class TrialOutcomes:
     def _finish_pruned(self, trial_number: int) -> None:
         """Told to Optuna as PRUNED, with a completed seed's score as its last intermediate value."""
         trial = self._trial(trial_number)
-        done = [getattr(r, self.spec.metric) for r in self.store.runs(trial_number)
+        done = [getattr(r, self.spec.metric) for r in self.book.runs(trial_number)
                 if r.state is RunState.COMPLETE and getattr(r, self.spec.metric) is not None]
         if done:
             trial.report(sum(done) / len(done), self._reported.get(trial_number, 0) + 1)
         reason = self._pruning[trial_number]
         trial.set_user_attr("pruned", reason[:2000])
-        self.store.finish_trial(trial_number, TrialStatus.PRUNED, None)
+        self.book.finish_trial(trial_number, TrialStatus.PRUNED, None)
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         self._told.add(trial_number)
         self.events.event("trial_pruned", trial=trial_number, reason=reason)
@@ -99,7 +103,7 @@ class TrialOutcomes:
             return False
         if trial in self._pruning:
             return False
-        runs = self.store.runs(trial)
+        runs = self.book.runs(trial)
         done = [r for r in runs if r.state is RunState.COMPLETE]
         return len(done) == len(runs) < len(self.spec.seeds) and seed in {r.seed for r in done}
 
@@ -109,14 +113,13 @@ class TrialOutcomes:
         metric, p = self.spec.metric, self.spec.pruning
         minimize = self.spec.direction.value == "minimize"
         groups: dict[int, list] = {}
-        for r in self.store.runs():
+        for r in self.book.runs():
             if r.state is RunState.COMPLETE and getattr(r, metric) is not None:
                 groups.setdefault(r.trial, []).append(r)
         done = [getattr(r, metric) for r in groups.get(trial, [])]
         mean, k = sum(done) / len(done), len(done)
-        status = {t.trial: t.state for t in self.store.trials()}
         incumbents = [(sum(getattr(r, metric) for r in rs) / len(rs), len(rs)) for t, rs in groups.items()
-                      if t != trial and status.get(t) in (TrialStatus.RUNNING, TrialStatus.COMPLETE)
+                      if t != trial and getattr(self.book.trial(t), "state", None) in (TrialStatus.RUNNING, TrialStatus.COMPLETE)
                       and all(c.ok for c in limits_check(self.spec.limits, rs))]
         best_mean, best_n = (min if minimize else max)(incumbents) if incumbents else (None, 0)
         sigma, dof = pooled_seed_sigma(([getattr(r, metric) for r in rs] for rs in groups.values()),
@@ -126,7 +129,7 @@ class TrialOutcomes:
         if not go:
             self._prune(trial, f"seed gate: {why}")
             return
-        params = next(t.params for t in self.store.trials() if t.trial == trial)
+        params = self.book.trial(trial).params
         seed = self.spec.seeds[k]  # next in line: the verdict keeps this trial moving
         self.pending.appendleft(self._run_spec(trial, params, seed, attempt=1))
 
@@ -161,16 +164,17 @@ class TrialOutcomes:
     # ------------------------------------------------------------------ resume
     def _recover(self) -> None:
         """Re-queue what a previous driver left unfinished; tell trials whose runs all finished."""
-        known = {t.trial for t in self.store.trials()}
-        for ft in self.study.trials:
+        known = {t.trial for t in self.book.trials()}
+        frozen = self.study.get_trials(deepcopy=False)  # once: ``study.trials`` copies them all per call
+        for ft in frozen:
             if ft.state is optuna.trial.TrialState.RUNNING and ft.number not in known:
-                self.store.add_trial(ft.number, ft.params, mask_env(trial_environment(self.spec, ft.params)))
+                self.book.add_trial(ft.number, ft.params, mask_env(trial_environment(self.spec, ft.params)))
         sequential = self.spec.pruning.seeds is SeedPolicy.SEQUENTIAL
-        for t in self.store.trials():
-            ft = self.study.trials[t.trial]
+        for t in self.book.trials():
+            ft = frozen[t.trial]
             if ft.state is not optuna.trial.TrialState.RUNNING:
                 continue
-            runs = {r.seed: r for r in self.store.runs(t.trial)}
+            runs = {r.seed: r for r in self.book.runs(t.trial)}
             pruned = [r for r in runs.values() if r.state is RunState.PRUNED]
             if pruned:  # it was being pruned when the driver stopped
                 self._pruning[t.trial] = pruned[0].reason or "pruned"
@@ -195,8 +199,9 @@ class TrialOutcomes:
                 self._maybe_tell(t.trial)
 
     # ------------------------------------------------------------------ progress
-    def _best(self) -> dict[str, Any] | None:
-        df = summary_frame(load_sweep(self.paths.root))
+    def _best_on_disk(self) -> dict[str, Any] | None:
+        """The best feasible trial as ``table`` ranks them: read once, when the driver starts."""
+        df = summary_frame(load_sweep(store_location(self.spec, self.paths)))  # (the spec's URL: with its password)
         if df.empty or not df["feasible"].any():
             return None
         row = df[df["feasible"]].iloc[0]
@@ -204,19 +209,27 @@ class TrialOutcomes:
         return {"trial": int(row["trial"]), "params": row["params"], "objective": float(row["objective"]),
                 "std": None if std is None or (isinstance(std, float) and math.isnan(std)) else float(std)}
 
+    def _consider_best(self, trial: int, runs: list, value: float) -> None:
+        """Keep the best feasible trial current as trials are told, without re-reading the sweep."""
+        best = self._best_live
+        minimize = self.spec.direction.value == "minimize"
+        if best is not None and (value >= best["objective"] if minimize else value <= best["objective"]):
+            return
+        bpb = [r.val_bpb for r in runs if r.val_bpb is not None]
+        self._best_live = {"trial": trial, "params": self.book.trial(trial).params, "objective": float(value),
+                           "std": statistics.stdev(bpb) if len(bpb) > 1 else None}
+
     def _report(self) -> None:
         now = self.backend.now()
         self._last_report = now
         if self.progress is None:
             return
-        runs = self.store.runs()
-        complete = sum(r.state is RunState.COMPLETE for r in runs)
-        pruned = sum(r.state is RunState.PRUNED for r in runs)
-        failed = sum(r.state.is_finished() and r.state not in (RunState.COMPLETE, RunState.PRUNED) for r in runs)
+        complete, pruned = self.book.count(RunState.COMPLETE), self.book.count(RunState.PRUNED)
+        failed = self.book.finished_failures()
         total = self.spec.trials * len(self.spec.seeds)
         running = self.backend.in_flight()
         queued = max(0, total - complete - failed - pruned - running)
         flying = sum(attempt_gpu_hours(t0, now, self.spec.gpus_per_run) for _, t0 in self._in_flight.values())
         self.progress(Snapshot(total=total, complete=complete, failed=failed, running=running, queued=queued,
-                               retries=self.retries, best=self._best(), elapsed=now - self.started,
+                               retries=self.retries, best=self._best_live, elapsed=now - self.started,
                                pruned=pruned, gpu_hours=self._spent + flying))

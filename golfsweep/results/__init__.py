@@ -1,4 +1,5 @@
-"""The run store and everything computed from it; works on a copied sweep directory, no cluster."""
+"""The run store and everything computed from it; works on a copied sweep directory, or on a sweep's
+store on a PostgreSQL server from any machine, no cluster."""
 
 from golfsweep.results._export import export_record
 from golfsweep.results._report import render_report, write_report

@@ -23,16 +23,17 @@ from typing import Any
 
 from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
+from golfsweep.storage import StoreLocation
 from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_name
 from golfsweep.results._runtime import _checked, pick_trial, record_limits, runtime_checks, trial_env
-from golfsweep.results._store import RunRecord, Store
+from golfsweep.results._store import RunRecord
 from golfsweep.results._table import SweepData, load_sweep
 from golfsweep.worker import RunState, launch_command
 
 SCRIPT_NAME = "train_gpt.py"
 
 
-def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_record: bool = False,
+def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | Path, *, non_record: bool = False,
                   name: str | None = None, author: str | None = None,
                   secret_env: Mapping[str, str] | None = None) -> Path:
     """Write the records folder ``out`` for ``trial`` and return its path.
@@ -67,14 +68,14 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
     params = next(tr.params for tr in data.trials if tr.trial == t)
     checks = runtime_checks(data, t)
     reasons = [c.message for c in checks if not c.ok]
-    logs = {}
+    logs: dict[int, bytes] = {}
     for seed in data.seeds:
         r = runs.get(seed)
-        log = data.paths.run_log(t, seed)
-        if log.is_file():
+        log, where = data.log(t, seed)
+        if log is not None:
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
-            reasons.append(f"seed {seed}: log {str(log)!r} is missing")
+            reasons.append(f"seed {seed}: log {where} is missing")
     audit = _static_audit(data, script_bytes, trial_env(data, t))
     if audit["verdict"] == "flagged":
         first = next((f for f in audit["findings"] if f["severity"] == "violation"), {})
@@ -92,7 +93,7 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
     try:
         (tmp / SCRIPT_NAME).write_bytes(script_bytes)
         for seed, log in logs.items():  # byte for byte unless there is something to mask
-            (tmp / f"train_seed{seed}.log").write_bytes(redactor.redact_bytes(log.read_bytes()))
+            (tmp / f"train_seed{seed}.log").write_bytes(redactor.redact_bytes(log))
         (tmp / "submission.json").write_text(json.dumps(_redact_json(sub, redactor), indent=2) + "\n",
                                              encoding="utf-8")
         (tmp / "README.md").write_text(redactor.redact(_readme(data, sub, params, logs)), encoding="utf-8")
@@ -108,7 +109,7 @@ def export_record(sweep_dir: str | Path, trial: int, out: str | Path, *, non_rec
 
 def _check_unredacted(data: SweepData, known: Mapping[str, str]) -> None:
     """Refuse an older, unredacted sweep directory whose sweep-file secrets export cannot mask."""
-    with Store(data.paths.store, create=False) as store:
+    with data.open_store() as store:
         if store.get_meta(REDACTED_META) is not None:
             return
     missing = sorted(k for k in data.spec.get("env", {}) if is_secret_name(k) and not known.get(k))
@@ -116,7 +117,7 @@ def _check_unredacted(data: SweepData, known: Mapping[str, str]) -> None:
         raise GolfsweepError(
             f"sweep directory: its logs were written before golfsweep masked secret values, and export does not "
             f"know the value of {', '.join(missing)} to mask it; set it in the environment of the export "
-            f"(`{missing[0]}=... golfsweep export ...`), got {str(data.paths.root)!r}")
+            f"(`{missing[0]}=... golfsweep export ...`), got {data.where!r}")
 
 
 def _redact_json(obj: Any, redactor: Redactor) -> Any:
@@ -131,18 +132,26 @@ def _redact_json(obj: Any, redactor: Redactor) -> Any:
 
 
 def _verified_script(data: SweepData) -> tuple[bytes, str]:
-    with Store(data.paths.store, create=False) as store:
+    """The script the runs received: from the sweep directory's ``script/``, or from a server store;
+    its sha256 must be the one the store recorded."""
+    with data.open_store() as store:
         script_name = store.get_meta("script_name")
         recorded = store.get_meta("script_sha256")
+        held = store.script() if data.on_server else None
     if not script_name or not recorded:
         raise GolfsweepError(f"sweep directory: store has no script_name/script_sha256, got "
-                             f"{str(data.paths.root)!r}")
-    path = data.paths.script(script_name)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GolfsweepError(f"script/{script_name}: must be readable to export ({exc.strerror}), "
-                             f"got {str(path)!r}") from None
+                             f"{data.where!r}")
+    if data.on_server:
+        if held is None:
+            raise GolfsweepError(f"script/{script_name}: must be in the store to export, got none in {data.where}")
+        raw = held[1]
+    else:
+        path = data.paths.script(script_name)  # type: ignore[union-attr]
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise GolfsweepError(f"script/{script_name}: must be readable to export ({exc.strerror}), "
+                                 f"got {str(path)!r}") from None
     sha = hashlib.sha256(raw).hexdigest()
     if sha != recorded:
         raise GolfsweepError(f"script/{script_name}: sha256 must equal the store's script_sha256 "
@@ -157,7 +166,11 @@ def _static_audit(data: SweepData, script_bytes: bytes, env: dict[str, str]) -> 
     from golfsweep.audit import AuditInputError, audit_source
 
     try:
-        return audit_source(script_bytes.decode("utf-8"), path=data.paths.script(SCRIPT_NAME), env=env).to_dict()
+        source = script_bytes.decode("utf-8")
+        if data.paths is not None:
+            return audit_source(source, path=data.paths.script(SCRIPT_NAME), env=env).to_dict()
+        with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as empty:  # read from a server: no siblings
+            return audit_source(source, path=Path(empty) / SCRIPT_NAME, env=env).to_dict()
     except (AuditInputError, UnicodeDecodeError) as exc:
         return {"verdict": "error", "findings": [], "notes": [f"the audit could not run: {exc}"]}
 
@@ -223,7 +236,7 @@ def _submission(data: SweepData, trial: int, params: dict[str, Any], runs: dict[
     }
 
 
-def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: dict[int, Path]) -> str:
+def _readme(data: SweepData, sub: dict[str, Any], params: dict[str, Any], logs: dict[int, bytes]) -> str:
     title = sub["name"]
     kind = "Non-record" if sub["non_record"] else "Record"
     n_ok = sum(1 for v in sub["seed_results"].values() if v.get("state") == "complete")

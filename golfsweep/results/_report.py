@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.storage import StoreLocation
 from golfsweep.paths import atomic_write
 from golfsweep.redact import Redactor
 from golfsweep.results._store import RunRecord
@@ -50,7 +51,7 @@ background:var(--c);vertical-align:-1px}.failures{font-size:12px}.note{color:#66
 """
 
 
-def write_report(sweep_dir: str | Path, out: str | Path, *, secret_env: Mapping[str, str] | None = None) -> Path:
+def write_report(sweep_dir: str | Path | StoreLocation, out: str | Path, *, secret_env: Mapping[str, str] | None = None) -> Path:
     """Write the HTML report of a sweep directory to ``out`` and return its path.
 
     Secrets are masked as in ``render_report``, with the values of ``secret_env`` too.

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from golfsweep.errors import GolfsweepError
+from golfsweep.storage import StoreLocation
 from golfsweep.limits import Limits, check
 from golfsweep.worker import config_env
 from golfsweep.results._table import SweepData, load_sweep, summary_frame
@@ -15,7 +16,7 @@ def pick_trial(data: SweepData, trial: int | None) -> int:
     """``trial`` when the sweep has it; by default the best feasible config, else the best one."""
     known = sorted(t.trial for t in data.trials)
     if not known:
-        raise GolfsweepError(f"--trial: sweep {str(data.paths.root)!r} has no trials yet, got "
+        raise GolfsweepError(f"--trial: sweep {data.where!r} has no trials yet, got "
                              f"{'none' if trial is None else trial}")
     if trial is None:
         df = summary_frame(data)
@@ -36,14 +37,14 @@ def runtime_checks(data: SweepData, trial: int) -> list[Any]:
     return check(record_limits(data), [r for r in data.runs if r.trial == trial], seeds=data.seeds)
 
 
-def runtime_checks_for(sweep_dir: str | Path, trial: int | None = None) -> dict[str, Any]:
+def runtime_checks_for(sweep_dir: str | Path | StoreLocation, trial: int | None = None) -> dict[str, Any]:
     """The runtime checks of one trial (default: best feasible, else best) as a JSON-ready dict."""
     data = load_sweep(sweep_dir)
     t = pick_trial(data, trial)
     params = next(tr.params for tr in data.trials if tr.trial == t)
     checks = [c.to_dict() for c in runtime_checks(data, t)]
     return {
-        "sweep": str(data.paths.root),
+        "sweep": data.where,
         "trial": t,
         "params": params,
         "limits": _checked(record_limits(data)),
@@ -68,14 +69,14 @@ def trial_env(data: SweepData, trial: int) -> dict[str, str]:
     return env
 
 
-def sweep_configs(sweep_dir: str | Path, trial: int | None = None) -> dict[int, dict[str, str]]:
+def sweep_configs(sweep_dir: str | Path | StoreLocation, trial: int | None = None) -> dict[int, dict[str, str]]:
     """Each trial's environment (or only ``trial``'s), for auditing a script as the sweep ran it."""
     data = load_sweep(sweep_dir)
     if trial is not None:
         pick_trial(data, trial)  # a trial the sweep does not have is a one-line error
     trials = [t for t in data.trials if trial is None or t.trial == trial]
     if not trials:
-        raise GolfsweepError(f"--sweep: sweep {str(data.paths.root)!r} has no trials yet, got none")
+        raise GolfsweepError(f"--sweep: sweep {data.where!r} has no trials yet, got none")
     return {t.trial: trial_env(data, t.trial) for t in sorted(trials, key=lambda t: t.trial)}
 
 

@@ -1,7 +1,9 @@
-"""The run store: one SQLite file per sweep (WAL), outliving the driver.
+"""The run store: one SQLite file per sweep directory (WAL), or one schema per sweep on a
+PostgreSQL server (``[storage] url``), outliving the driver.
 
 Every write is one transaction, so a reader (``table``, ``status``) running while a sweep writes
-sees whole rows only, and a crash loses nothing committed before it.
+sees whole rows only, and a crash loses nothing committed before it. The same SQL runs on both
+databases (``_db``).
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ import dataclasses
 import enum
 import json
 import math
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from golfsweep import storage
 from golfsweep.errors import GolfsweepError
+from golfsweep.results._db import Database
+from golfsweep.storage import StoreLocation
 from golfsweep.worker._types import RunResult, RunState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: script and logs tables (a server store's copies)
 
 
 class TrialStatus(str, enum.Enum):
@@ -105,54 +110,73 @@ class TrialRecord:
 # The runs table follows RunRecord: one column per field, by name.
 _FIELDS = [f.name for f in dataclasses.fields(RunRecord)]
 _JSON_FIELDS = ("command", "log_tail", "warnings", "curve")
-_SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}
+_RUN_KEY = ("trial", "seed")
 
 
 def _column_type(f: dataclasses.Field) -> str:
     base = str(f.type).split("|")[0].strip()
-    return _SQL_TYPES.get(base, "TEXT")
+    return base if base in ("int", "float") else "str"
 
 
 def _listify(v: Any) -> Any:
     return [_listify(x) for x in v] if isinstance(v, (tuple, list)) else v
 
 
-_RUN_COLUMNS = ",\n    ".join(f"{f.name} {_column_type(f)}" + (" NOT NULL" if f.name in ("trial", "seed", "state") else "")
-                               for f in dataclasses.fields(RunRecord))
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    trial INTEGER PRIMARY KEY,
+def _schema(types: Mapping[str, str]) -> list[str]:
+    """The store's tables, in the column types of one database (``_db._TYPES``)."""
+    t = types
+    not_null = {"trial", "seed", "state"}
+    runs = ",\n    ".join(f"{f.name} {t[_column_type(f)]}{' NOT NULL' if f.name in not_null else ''}"
+                          for f in dataclasses.fields(RunRecord))
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS trials (
+    trial {t['int']} PRIMARY KEY,
     params TEXT NOT NULL,
     state TEXT NOT NULL,
-    value REAL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
+    value {t['float']},
+    created_at {t['float']} NOT NULL,
+    finished_at {t['float']},
     env TEXT
-);
-CREATE TABLE IF NOT EXISTS runs (
-    {_RUN_COLUMNS},
-    updated_at REAL NOT NULL,
+)""",
+        f"""CREATE TABLE IF NOT EXISTS runs (
+    {runs},
+    updated_at {t['float']} NOT NULL,
     PRIMARY KEY (trial, seed)
-);
-CREATE TABLE IF NOT EXISTS lease (
+)""",
+        f"""CREATE TABLE IF NOT EXISTS lease (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     token TEXT NOT NULL,
     owner TEXT NOT NULL,
-    heartbeat_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    trial INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
+    heartbeat_at {t['float']} NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS attempts (
+    trial {t['int']} NOT NULL,
+    seed {t['int']} NOT NULL,
+    attempt {t['int']} NOT NULL,
     state TEXT NOT NULL,
     reason TEXT,
     node_id TEXT,
-    started_at REAL,
-    ended_at REAL,
+    started_at {t['float']},
+    ended_at {t['float']},
     PRIMARY KEY (trial, seed, attempt)
-);
-"""
+)""",
+        # A server store's copies of what readers elsewhere need (see Store): the script, each run's last log.
+        f"CREATE TABLE IF NOT EXISTS script (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, "
+        f"data {t['bytes']} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS logs (trial {t['int']} NOT NULL, seed {t['int']} NOT NULL, "
+        f"data {t['bytes']} NOT NULL, PRIMARY KEY (trial, seed))",
+    ]
+
+
+def _upsert(table: str, cols: list[str], key: tuple[str, ...]) -> str:
+    """INSERT of ``cols`` that replaces the row with the same ``key`` (SQLite and PostgreSQL alike)."""
+    updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in key)
+    return (f"INSERT INTO {table}({', '.join(cols)}) VALUES({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}")
+
+
+_STORE_TABLES = {"meta", "trials", "runs", "attempts"}  # (lease, script, logs: added later, made on open)
 
 
 class LeaseHeld(GolfsweepError):
@@ -164,57 +188,100 @@ class LeaseHeld(GolfsweepError):
 
 
 class Store:
-    """Typed access to a sweep's SQLite store. Open one per thread/process.
+    """Typed access to a sweep's store. Open one per thread/process.
 
-    ``create=False`` opens an existing store for reading: everything read through it comes from
-    one snapshot, taken at the first read, so a run is never seen without its trial. Open a new
-    ``Store`` to see later writes.
+    ``where`` is the store's ``StoreLocation`` (``golfsweep.storage``), or the path of a sweep
+    directory's SQLite file. ``create=False`` opens an existing store for reading: everything read
+    through it comes from one snapshot, taken at the first read, so a run is never seen without its
+    trial. Open a new ``Store`` to see later writes.
+
+    A SQLite store lives in its sweep directory, beside the script and the run logs. A server store
+    is also read where that directory is not, so it holds them too: ``put_script`` and ``put_log``
+    keep them only there (``holds_files``), and ``script``/``log`` read them.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
-        self.path = Path(path)
-        if not create and not self.path.exists():
+    def __init__(self, where: str | Path | StoreLocation, *, create: bool = True) -> None:
+        self.location = where if isinstance(where, StoreLocation) else StoreLocation.file(where)
+        self.path = self.location.path  # None on a server
+        if not create and self.path is not None and not self.path.exists():
             raise GolfsweepError(f"sweep directory: no golfsweep store at {str(self.path)!r} "
                                  f"(is this a sweep directory?)")
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise GolfsweepError(f"store: cannot open {str(self.path)!r}: {exc.strerror}") from None
+        self._db = Database(self.location)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                         check_same_thread=False)
-            if not create:
-                # A store being created right now (or an empty file) has no tables yet.
-                have = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if not {"meta", "trials", "runs", "attempts"} <= have:  # (lease: added later, made on open)
-                    self._conn.close()
-                    raise GolfsweepError(f"sweep directory: {str(self.path)!r} is not a complete golfsweep "
-                                         f"store (no tables yet; is this a sweep directory?)")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            if not create:
-                self._conn.execute("BEGIN")  # the read snapshot (deferred: starts at the first read)
             if create:
-                # One transaction, so a concurrent reader sees either no schema or all of it.
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta(key, value) "
-                    f"VALUES('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
-                self._add_missing_columns()
-        except sqlite3.Error as exc:
-            raise GolfsweepError(f"store: cannot open {str(self.path)!r}: {exc}") from None
+                self._create()
+            else:
+                self._check_complete()
+                self._db.begin_snapshot()  # the read snapshot (deferred: starts at the first read)
+        except GolfsweepError:
+            self._db.close()
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            self._db.close()
+            raise _open_error(self.location, exc) from None
+
+    @property
+    def holds_files(self) -> bool:
+        return self.location.is_server
+
+    @classmethod
+    def exists(cls, location: StoreLocation) -> bool:
+        """Whether ``location`` holds a store yet (connects to a server: an unreachable one is an error)."""
+        if not location.is_server:
+            return location.path is not None and location.path.exists()
+        db = Database(location)
+        try:
+            return db.has_schema() and _STORE_TABLES <= db.tables()
+        except sa.exc.SQLAlchemyError as exc:
+            raise _open_error(location, exc) from None
+        finally:
+            db.close()
+
+    def _create(self) -> None:
+        db = self._db
+        # One transaction, so a concurrent reader sees either no schema or all of it.
+        with db.write() as c:
+            db.create_schema(c)
+            for ddl in _schema(db.types):
+                c.exec_driver_sql(ddl)
+            c.execute(sa.text("INSERT INTO meta(key, value) VALUES('schema_version', :v) ON CONFLICT(key) DO NOTHING"),
+                      {"v": str(SCHEMA_VERSION)})
+        self._add_missing_columns()
+
+    def _check_complete(self) -> None:
+        db = self._db
+        if not db.has_schema():
+            others = db.sweeps_on_server()
+            raise GolfsweepError(f"{self.location.key}: no sweep {self.location.sweep!r} on "
+                                 f"{storage.masked_url(self.location.url or '')} "
+                                 f"(sweeps there: {', '.join(others) if others else 'none'})")
+        if not _STORE_TABLES <= db.tables():  # a store being created right now (or an empty file)
+            where = str(self.location) if self.location.is_server else repr(str(self.path))
+            raise GolfsweepError(f"sweep directory: {where} is not a complete golfsweep "
+                                 f"store (no tables yet; is this a sweep directory?)")
 
     def _add_missing_columns(self) -> None:
         """A store written by an older golfsweep gains the columns of fields added since (NULL there)."""
-        have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-        missing = [f"ALTER TABLE runs ADD COLUMN {f.name} {_column_type(f)}"
+        db = self._db
+        have = db.columns("runs")
+        missing = [f"ALTER TABLE runs ADD COLUMN {f.name} {db.types[_column_type(f)]}"
                    for f in dataclasses.fields(RunRecord) if f.name not in have]
-        if "env" not in {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}:
+        if "env" not in db.columns("trials"):
             missing.append("ALTER TABLE trials ADD COLUMN env TEXT")
-        if missing:
-            with self._tx() as c:
-                for sql in missing:
-                    c.execute(sql)
-                c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        old = self.get_meta("schema_version")
+        if missing or old != str(SCHEMA_VERSION):
+            with db.write() as c:
+                for ddl in missing:
+                    c.exec_driver_sql(ddl)
+                c.execute(sa.text("UPDATE meta SET value=:v WHERE key='schema_version'"), {"v": str(SCHEMA_VERSION)})
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -222,28 +289,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        if self._conn.in_transaction:  # a reader's snapshot: a write works on the latest state
-            self._conn.execute("COMMIT")
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+    def _read(self, sql: str, **params: Any) -> list[Any]:
+        return self._db.query(sql, params)
 
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as c:
-            c.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                      (key, value))
+        with self._db.write() as c:
+            c.execute(sa.text(_upsert("meta", ["key", "value"], ("key",))), {"key": key, "value": value})
 
     def get_meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._read("SELECT value FROM meta WHERE key=:key", key=key)
+        return rows[0][0] if rows else None
 
     # ------------------------------------------------------------------ the driver's lease
     def take_lease(self, token: str, owner: Mapping[str, Any], may_replace: Callable[[dict[str, Any]], bool]
@@ -251,43 +307,46 @@ class Store:
         """Atomically make ``token`` the sweep's driver. Returns the owner it replaced (None if the
         lease was free or already ours); raises ``LeaseHeld`` when the holder may not be replaced.
         ``may_replace(holder)`` sees the holder's owner fields plus ``heartbeat_at``."""
-        with self._tx() as c:
-            row = c.execute("SELECT token, owner, heartbeat_at FROM lease WHERE id=1").fetchone()
+        with self._db.write() as c:
+            self._db.lock(c, "lease")  # read, judge, write: no other driver in between
+            row = c.execute(sa.text("SELECT token, owner, heartbeat_at FROM lease WHERE id=1")).fetchone()
             held = None
             if row is not None and row[0] != token:
                 held = {**json.loads(row[1]), "heartbeat_at": row[2]}
                 if not may_replace(held):
                     raise LeaseHeld(held)
-            c.execute("INSERT INTO lease(id, token, owner, heartbeat_at) VALUES(1, ?, ?, ?) ON CONFLICT(id) DO "
-                      "UPDATE SET token=excluded.token, owner=excluded.owner, heartbeat_at=excluded.heartbeat_at",
-                      (token, json.dumps(dict(owner)), time.time()))
+            c.execute(sa.text(_upsert("lease", ["id", "token", "owner", "heartbeat_at"], ("id",))),
+                      {"id": 1, "token": token, "owner": json.dumps(dict(owner)), "heartbeat_at": time.time()})
         return held
 
     def renew_lease(self, token: str) -> bool:
         """Heartbeat; False when the lease is no longer ``token``'s (another driver took it over)."""
-        with self._tx() as c:
-            return c.execute("UPDATE lease SET heartbeat_at=? WHERE id=1 AND token=?", (time.time(), token)).rowcount == 1
+        with self._db.write() as c:
+            res = c.execute(sa.text("UPDATE lease SET heartbeat_at=:t WHERE id=1 AND token=:token"),
+                            {"t": time.time(), "token": token})
+            return res.rowcount == 1
 
     def release_lease(self, token: str) -> None:
-        with self._tx() as c:
-            c.execute("DELETE FROM lease WHERE id=1 AND token=?", (token,))
+        with self._db.write() as c:
+            c.execute(sa.text("DELETE FROM lease WHERE id=1 AND token=:token"), {"token": token})
 
     # ------------------------------------------------------------------ trials
     def add_trial(self, trial: int, params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
         """Record a trial; ``env`` is the environment its runs get from the sweep, secrets already masked."""
-        with self._tx() as c:
-            c.execute("INSERT OR IGNORE INTO trials(trial, params, state, created_at, env) VALUES(?, ?, ?, ?, ?)",
-                      (trial, json.dumps(dict(params), sort_keys=True), TrialStatus.RUNNING.value, time.time(),
-                       None if env is None else json.dumps(dict(env))))
+        with self._db.write() as c:
+            c.execute(sa.text("INSERT INTO trials(trial, params, state, created_at, env) "
+                              "VALUES(:trial, :params, :state, :created_at, :env) ON CONFLICT(trial) DO NOTHING"),
+                      {"trial": trial, "params": json.dumps(dict(params), sort_keys=True),
+                       "state": TrialStatus.RUNNING.value, "created_at": time.time(),
+                       "env": None if env is None else json.dumps(dict(env))})
 
     def finish_trial(self, trial: int, state: TrialStatus, value: float | None) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE trials SET state=?, value=?, finished_at=? WHERE trial=?",
-                      (TrialStatus(state).value, value, time.time(), trial))
+        with self._db.write() as c:
+            c.execute(sa.text("UPDATE trials SET state=:state, value=:value, finished_at=:t WHERE trial=:trial"),
+                      {"state": TrialStatus(state).value, "value": value, "t": time.time(), "trial": trial})
 
     def trials(self) -> list[TrialRecord]:
-        rows = self._conn.execute(
-            "SELECT trial, params, state, value, created_at, finished_at, env FROM trials ORDER BY trial").fetchall()
+        rows = self._read("SELECT trial, params, state, value, created_at, finished_at, env FROM trials ORDER BY trial")
         return [TrialRecord(r[0], json.loads(r[1]), TrialStatus(r[2]), r[3], r[4], r[5],
                             None if r[6] is None else json.loads(r[6])) for r in rows]
 
@@ -296,23 +355,17 @@ class Store:
         """Insert or replace the run's latest state and log the attempt, in one transaction."""
         row = {name: _to_column(name, getattr(rec, name)) for name in _FIELDS}
         row["updated_at"] = time.time()
-        cols = list(row)
-        with self._tx() as c:
-            c.execute(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' for _ in cols)})",
-                      [row[k] for k in cols])
-            c.execute(
-                "INSERT OR REPLACE INTO attempts(trial, seed, attempt, state, reason, node_id, started_at, ended_at)"
-                " VALUES(?,?,?,?,?,?,?,?)",
-                (rec.trial, rec.seed, rec.attempt, rec.state.value, rec.reason, rec.node_id, rec.started_at,
-                 rec.ended_at))
+        attempt = {k: row[k] for k in ("trial", "seed", "attempt", "state", "reason", "node_id", "started_at",
+                                       "ended_at")}
+        with self._db.write() as c:
+            c.execute(sa.text(_upsert("runs", list(row), _RUN_KEY)), row)
+            c.execute(sa.text(_upsert("attempts", list(attempt), ("trial", "seed", "attempt"))), attempt)
 
     def runs(self, trial: int | None = None) -> list[RunRecord]:
         sql = f"SELECT {', '.join(_FIELDS)} FROM runs"
-        args: tuple = ()
         if trial is not None:
-            sql += " WHERE trial=?"
-            args = (trial,)
-        rows = self._conn.execute(sql + " ORDER BY trial, seed", args).fetchall()
+            sql += " WHERE trial=:trial"
+        rows = self._read(sql + " ORDER BY trial, seed", trial=trial)
         return [_run_from_row(dict(zip(_FIELDS, r))) for r in rows]
 
     def run(self, trial: int, seed: int) -> RunRecord | None:
@@ -323,8 +376,43 @@ class Store:
 
     def attempts(self) -> list[dict[str, Any]]:
         cols = ("trial", "seed", "attempt", "state", "reason", "node_id", "started_at", "ended_at")
-        rows = self._conn.execute(f"SELECT {', '.join(cols)} FROM attempts ORDER BY trial, seed, attempt")
-        return [dict(zip(cols, r)) for r in rows.fetchall()]
+        rows = self._read(f"SELECT {', '.join(cols)} FROM attempts ORDER BY trial, seed, attempt")
+        return [dict(zip(cols, r)) for r in rows]
+
+    # ------------------------------------------------------------------ files a server store holds
+    def put_script(self, name: str, data: bytes) -> None:
+        """The exact script every run received (kept by a server store only, see the class doc)."""
+        if self.holds_files:
+            with self._db.write() as c:
+                c.execute(sa.text(_upsert("script", ["id", "name", "data"], ("id",))),
+                          {"id": 1, "name": name, "data": bytes(data)})
+
+    def script(self) -> tuple[str, bytes] | None:
+        rows = self._read("SELECT name, data FROM script WHERE id=1")
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def put_log(self, trial: int, seed: int, text: str | bytes) -> None:
+        """The run's log, replacing an earlier attempt's (kept by a server store only, see the class doc)."""
+        if self.holds_files:
+            data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+            with self._db.write() as c:
+                c.execute(sa.text(_upsert("logs", ["trial", "seed", "data"], _RUN_KEY)),
+                          {"trial": trial, "seed": seed, "data": data})
+
+    def log(self, trial: int, seed: int) -> bytes | None:
+        """The run's last log, as ``put_log`` got it (a server store only)."""
+        rows = self._read("SELECT data FROM logs WHERE trial=:trial AND seed=:seed", trial=trial, seed=seed)
+        return bytes(rows[0][0]) if rows else None
+
+
+def _open_error(location: StoreLocation, exc: sa.exc.SQLAlchemyError) -> GolfsweepError:
+    """One line for a store that cannot be opened: the file and SQLite's reason, or the server (no
+    password) and why it could not be used."""
+    if location.is_server:
+        url = location.url or ""
+        return GolfsweepError(f"{location.key}: cannot use {storage.masked_url(url)}: "
+                              f"{storage.connect_problem(exc, url)}")
+    return GolfsweepError(f"store: cannot open {str(location.path)!r}: {getattr(exc, 'orig', None) or exc}")
 
 
 def _to_column(name: str, v: Any) -> Any:

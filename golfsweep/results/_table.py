@@ -15,6 +15,7 @@ from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.limits import Limits, Outcome, check
 from golfsweep.paths import SweepPaths
+from golfsweep.storage import StoreLocation, recorded_location
 from golfsweep.results._ledger import CostLedger, cost_ledger
 from golfsweep.results._store import RunRecord, Store, TrialRecord, TrialStatus
 from golfsweep.worker._types import RunState
@@ -22,13 +23,26 @@ from golfsweep.worker._types import RunState
 
 @dataclass(frozen=True)
 class SweepData:
-    """Everything the tables need, read once from a sweep directory (no cluster needed)."""
+    """Everything the tables need, read once from a sweep's store (no cluster needed): from a sweep
+    directory, or from a storage server by the sweep's name (then ``paths`` is None)."""
 
-    paths: SweepPaths
+    paths: SweepPaths | None
     spec: dict[str, Any]
     trials: list[TrialRecord]
     runs: list[RunRecord]
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    location: StoreLocation | None = None  # where the store is (None: the directory's golfsweep.db)
+
+    @property
+    def where(self) -> str:
+        """The sweep, for messages: its directory, or its name and server (no password)."""
+        if self.paths is not None:
+            return str(self.paths.root)
+        return str(self.location)
+
+    @property
+    def on_server(self) -> bool:
+        return self.location is not None and self.location.is_server
 
     @property
     def seeds(self) -> list[int]:
@@ -52,17 +66,38 @@ class SweepData:
         cost = self.spec.get("cost") or {}
         return cost_ledger(self.attempts, int(self.spec.get("gpus_per_run", 0) or 0), cost.get("price_per_gpu_hour"))
 
+    def open_store(self) -> Store:
+        """A fresh read of the sweep's store (meta, the script, logs)."""
+        return Store(self.location or StoreLocation.file(self.paths.store), create=False)  # type: ignore[union-attr]
 
-def load_sweep(sweep_dir: str | Path) -> SweepData:
-    paths = SweepPaths.of(sweep_dir)
-    if not paths.root.is_dir():
-        raise GolfsweepError(f"sweep directory: must exist, got {str(sweep_dir)!r}")
-    with Store(paths.store, create=False) as store:
+    def log(self, trial: int, seed: int) -> tuple[bytes | None, str]:
+        """A run's last log (None if there is none) and where it was looked for: on a server, its
+        store; else the sweep directory's ``runs/<trial>-<seed>/train.log``."""
+        if self.on_server:
+            with self.open_store() as store:
+                return store.log(trial, seed), f"run {SweepPaths.run_name(trial, seed)} in {self.location}"
+        path = self.paths.run_log(trial, seed)  # type: ignore[union-attr]
+        return (path.read_bytes() if path.is_file() else None), repr(str(path))
+
+
+def load_sweep(sweep: str | Path | StoreLocation) -> SweepData:
+    """Read a sweep: from its directory (``sweep_dir``; its store may be on a server, as its spec.json
+    says) or from a ``StoreLocation`` (a server and the sweep's name: no directory needed)."""
+    paths = None
+    if isinstance(sweep, StoreLocation):
+        location = sweep
+    else:
+        paths = SweepPaths.of(sweep)
+        if not paths.root.is_dir():
+            raise GolfsweepError(f"sweep directory: must exist, got {str(sweep)!r}")
+        location = recorded_location(paths)
+    with Store(location, create=False) as store:
         raw = store.get_meta("spec")
         if raw is None:
-            raise GolfsweepError(f"sweep directory: store has no sweep spec, got {str(sweep_dir)!r}")
+            where = str(sweep) if paths is not None else str(location)
+            raise GolfsweepError(f"sweep directory: store has no sweep spec, got {where!r}")
         return SweepData(paths=paths, spec=json.loads(raw), trials=store.trials(), runs=store.runs(),
-                         attempts=store.attempts())
+                         attempts=store.attempts(), location=location)
 
 
 LIMIT_COLUMNS = {"artifact_bytes": "bytes_ok", "train_seconds": "train_ok", "eval_seconds": "eval_ok"}

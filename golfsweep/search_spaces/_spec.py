@@ -25,6 +25,7 @@ from golfsweep.search_spaces._validate import Validator, brief, is_int
 from golfsweep.limits import Limits
 # The secret-name rule lives with the redactor (golfsweep.redact); re-exported here for the spec's users.
 from golfsweep.redact import SECRET_MASK, is_secret_name, mask_env
+from golfsweep.storage import masked_url, url_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -165,6 +166,8 @@ class SweepSpec:
         d["script"] = str(self.script)
         d["source"] = str(self.source) if self.source else None
         d["env"] = mask_env(self.env) if mask_secrets else dict(self.env)
+        if mask_secrets and self.storage_url:
+            d["storage_url"] = masked_url(self.storage_url)
         return json.loads(json.dumps(d, default=_json_default))
 
     def fingerprint(self) -> str:
@@ -293,8 +296,8 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
     storage = v.table(data, "storage")
     v.unknown("storage.", storage, _STORAGE_KEYS)
     storage_url = v.get(storage, "storage.url", str)
-    if isinstance(storage_url, str) and "://" not in storage_url:
-        v.problem(f"storage.url: must be an SQLAlchemy URL like sqlite:///path.db, got {storage_url!r}")
+    if isinstance(storage_url, str) and (problem := url_problem(storage_url)):
+        v.problem(problem)
     pruning = validate_pruning(v, v.table(data, "pruning"))
     cost = validate_cost(v, v.table(data, "cost"))
 
@@ -334,7 +337,7 @@ def describe_spec(spec: SweepSpec) -> list[str]:
     lines += [f"sampler.{k} = {v!r} ({origin('sampler.' + k)})" for k, v in d["sampler"].items()]
     lines += [f"pruning.{k} = {v!r} ({origin('pruning.' + k)})" for k, v in d["pruning"].items()]
     lines += [f"cost.{k} = {v!r} ({origin('cost.' + k)})" for k, v in d["cost"].items() if v is not None]
-    lines.append(f"storage.url = {spec.storage_url or 'sqlite:///<sweep dir>/optuna.db'!r} "
+    lines.append(f"storage.url = {d['storage_url'] or 'sqlite:///<sweep dir>/optuna.db'!r} "
                  f"({origin('storage.url')})")
     return lines
 

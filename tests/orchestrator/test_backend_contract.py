@@ -57,6 +57,23 @@ def test_every_submitted_run_comes_back_exactly_once_as_a_result(backend):
     assert all(r.node_id for r in by_seed.values())
 
 
+def test_a_finished_run_comes_back_at_once_while_another_still_runs(backend, tmp_path):
+    """``poll`` returns when the first run ends, not when its timeout does (nor when all runs end)."""
+    long = _spec(2, {"WAIT_FOR": str(tmp_path / "never")})
+    backend.submit(long)
+    backend.submit(_spec(1))
+    t0 = time.time()
+    got = []
+    while not got and time.time() - t0 < 60:
+        got = backend.poll(60)  # a poll that only times out would take 60 s
+    waited = time.time() - t0
+    assert [s.seed for s, _ in got] == [1] and got[0][1].state is RunState.COMPLETE
+    assert waited < 30, f"poll held a finished run for {waited:.1f}s"
+    assert backend.in_flight() == 1
+    backend.cancel(long, "test over")
+    assert [r.state for _, r in _drain(backend, 1, timeout=60)] == [RunState.PRUNED]
+
+
 def test_points_stream_while_a_run_is_alive_and_cancel_prunes_it_once(backend, tmp_path):
     go = tmp_path / "never"  # the trainer prints its curve, then waits for this file
     spec = _spec(7, {"WAIT_FOR": str(go), "PID_DIR": str(tmp_path / "pids")})

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_a_stale_lease_is_taken_over_with_a_notice(tmp_path):
     store_path = tmp_path / "golfsweep.db"
     with Store(store_path) as store:  # a driver on another host whose heartbeat stopped long ago
         store.take_lease("old-token", {"host": "gone-host", "pid": 123, "started_at": 0.0}, lambda h: False)
-        store._conn.execute("UPDATE lease SET heartbeat_at = 1.0")
+    with sqlite3.connect(store_path) as conn:
+        conn.execute("UPDATE lease SET heartbeat_at = 1.0")
     lease = SweepLease(store_path, tmp_path, stale_after_s=30)
     notice = lease.acquire()
     try:

@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 from golfsweep.results import RunRecord, Store, TrialStatus
+from golfsweep.results._store import SCHEMA_VERSION
 from golfsweep.worker import ArtifactMeasurement, RunResult, RunState
 
 
@@ -70,7 +71,7 @@ def test_a_store_written_before_new_fields_is_upgraded_in_place(tmp_path):
     with Store(path) as store:
         (old,) = store.runs()
         assert old.val_bpb == 1.2 and old.command == () and old.warnings == () and old.log_tail == ("tail",)
-        assert store.get_meta("schema_version") == "2"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert store.trials()[0].state is TrialStatus.COMPLETE
         store.put_run(full_record(trial=0, seed=2))
         assert store.run(0, 2).command == full_record().command

@@ -106,7 +106,7 @@ WRITER = RECORDS + textwrap.dedent('''
 
 # Commits N runs, then blocks inside the transaction of run N, between its two statements.
 MID_TX_WRITER = RECORDS + textwrap.dedent('''
-    import sqlite3, sys, time
+    import sqlite3, sqlite3.dbapi2, sys, time
 
     db, spec_json, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     armed = [False]
@@ -123,7 +123,7 @@ MID_TX_WRITER = RECORDS + textwrap.dedent('''
         conn.set_trace_callback(trace)
         return conn
 
-    sqlite3.connect = connect
+    sqlite3.connect = sqlite3.dbapi2.connect = connect  # (SQLAlchemy connects through sqlite3.dbapi2)
     from golfsweep.results import Store
 
     store = Store(db)

@@ -128,6 +128,12 @@ BAD_SPECS = [
                               "space": {"C": {"type": "categorical", "choices": ["a", "b"]}}},
         needles=("sampler.name", "cmaes", "categorical")),
     Bad("storage-url-no-scheme", {"storage": {"url": "optuna.db"}}, needles=("storage.url", "'optuna.db'")),
+    Bad("storage-url-unknown-scheme", {"storage": {"url": "nosuchdb://host/db"}},
+        needles=("storage.url", "postgresql or sqlite", "nosuchdb://")),
+    Bad("storage-url-other-postgres-driver", {"storage": {"url": "postgresql+psycopg2://host/db"}},
+        needles=("storage.url", "psycopg 3", "postgresql+psycopg2://")),
+    Bad("storage-url-port-not-a-number", {"storage": {"url": "postgresql://u@host:port/db"}},
+        needles=("storage.url", "port must be a number", "'postgresql://u@host:port/db'")),
     # checked on the driver's machine before anything starts (local instance)
     Bad("data-path-missing", {"env": {"DATA_PATH": "{tmp}/no-such-data"}},
         needles=("env.DATA_PATH", "must exist", "{tmp}/no-such-data")),

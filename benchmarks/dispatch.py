@@ -54,25 +54,11 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = (1337, 42, 2025)
+sys.path.insert(0, str(REPO))
+
+from benchmarks._sweep import SEEDS, sweep_toml  # noqa: E402
 GPUS = 8
 Span = tuple[float, float]  # a run's (start, end), wall clock
-
-SWEEP = """
-[sweep]
-name = "dispatch"
-script = "train_gpt.py"
-seeds = [1337, 42, 2025]
-trials = {configs}
-gpus_per_run = 8
-[space.gptq_damp]
-[space.qk_gain]
-[space.ttt_lr]
-[sampler]
-name = "random"
-seed = 0
-"""
-
 
 def duration(seconds: float, *key: object) -> float:
     """A run's length: ``seconds`` x U(0.8, 1.2), fixed by ``key``."""
@@ -93,7 +79,6 @@ def quiet() -> None:
 def run_golfsweep(address: str, runs: int, seconds: float, work: Path) -> tuple[float, float, list[Span], int]:
     """The real driver (ask/tell, store, Optuna SQLite, progress) on the real ``RayBackend``; only the
     body of each run's Ray task is a sleep. Returns when it started and ended, and each run's (start, end)."""
-    sys.path.insert(0, str(REPO))
     from golfsweep.orchestrator import Driver, RayBackend
     from golfsweep.results import Store
     from golfsweep.search_spaces import load_spec
@@ -107,7 +92,7 @@ def run_golfsweep(address: str, runs: int, seconds: float, work: Path) -> tuple[
                          train_time_ms=590_000, eval_time_ms=580_000, hostname=str(os.getpid()))
 
     (work / "train_gpt.py").write_text("print('dispatch')\n")
-    (work / "sweep.toml").write_text(SWEEP.format(configs=runs // len(SEEDS)))
+    (work / "sweep.toml").write_text(sweep_toml("dispatch", runs // len(SEEDS), 'name = "random"\nseed = 0'))
     backend = RayBackend(gpus_per_run=GPUS, cpus_per_run=1, address=address, execute=sleep_run)
     driver = Driver(load_spec(work / "sweep.toml"), work / "out", backend, progress=lambda snap: None)
     t0 = time.time()

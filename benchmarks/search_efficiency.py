@@ -45,12 +45,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._sweep import SEEDS, sweep_toml  # noqa: E402
 from golfsweep.orchestrator import Driver, SimulatedBackend, SimulatedRun  # noqa: E402
 from golfsweep.results import Store  # noqa: E402
 from golfsweep.search_spaces import load_spec  # noqa: E402
 from golfsweep.worker import CurvePoint  # noqa: E402
 
-SEEDS = (1337, 42, 2025)
 RUN_SECONDS, TRAIN_SECONDS, TOTAL_STEPS, GPUS = 1200.0, 600.0, 7000, 8
 RUN_GPU_HOURS = RUN_SECONDS * GPUS / 3600
 OPTIMUM, TOLERANCE, SEED_SIGMA, CURVE_SIGMA = 1.080, 0.001, 0.0008, 0.0015
@@ -80,22 +80,6 @@ def final_score(rep: int, damp: float, qk: float, ttt: float, seed: int) -> floa
 
 # --------------------------------------------------------------------------------------------- golfsweep
 
-SWEEP = """
-[sweep]
-name = "bench"
-script = "train_gpt.py"
-seeds = [1337, 42, 2025]
-trials = {configs}
-gpus_per_run = 8
-[space.gptq_damp]
-[space.qk_gain]
-[space.ttt_lr]
-[sampler]
-name = "tpe"
-seed = {rep}
-n_startup_trials = {startup}
-{pruning}
-"""
 PRUNING = '[pruning]\nseeds = "sequential"\ncurve = "successive_halving"\nwarmup_steps = 1000\n'
 
 
@@ -117,8 +101,8 @@ def golfsweep_cost(rep: int, configs: int, pruning: bool, work: Path) -> tuple[f
     root = work / f"{'pruned' if pruning else 'plain'}-{rep}"
     root.mkdir(parents=True)
     (root / "train_gpt.py").write_text("print('simulated')\n")
-    (root / "sweep.toml").write_text(SWEEP.format(configs=configs, rep=rep, startup=STARTUP,
-                                                  pruning=PRUNING if pruning else ""))
+    sampler = f'name = "tpe"\nseed = {rep}\nn_startup_trials = {STARTUP}'
+    (root / "sweep.toml").write_text(sweep_toml("bench", configs, sampler, PRUNING if pruning else ""))
     Driver(load_spec(root / "sweep.toml"), root / "out", SimulatedBackend(simulate(rep), nodes=NODES),
            poll_seconds=0).run()
     with Store(root / "out" / "golfsweep.db") as store:
@@ -204,7 +188,7 @@ def grid_cost(rep: int) -> tuple[float, bool]:
 
 
 def summary(name: str, costs: list[float], hits: int, reps: int) -> str:
-    q1, med, q3 = statistics.quantiles(costs, n=4, method="inclusive")
+    q1, med, q3 = statistics.quantiles(costs, n=4, method="inclusive") if len(costs) > 1 else costs * 3
     return (f"{name:28s} median {med:7.1f} GPU-h   IQR [{q1:6.1f}, {q3:6.1f}]   "
             f"confirmed in {hits}/{reps} reps")
 

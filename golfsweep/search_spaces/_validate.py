@@ -47,13 +47,21 @@ class Validator:
             return {}
         return val
 
-    def get(self, d: Mapping[str, Any], key: str, typ: type, required: bool = False, default: Any = None) -> Any:
+    _MISSING = object()
+
+    def _present(self, d: Mapping[str, Any], key: str, required: bool) -> Any:
+        """``d``'s value for the last part of ``key``, or ``_MISSING`` (a problem when ``required``)."""
         short = key.rsplit(".", 1)[-1]
         if short not in d:
             if required:
                 self.problem(f"{key}: is required, got nothing")
+            return self._MISSING
+        return d[short]
+
+    def get(self, d: Mapping[str, Any], key: str, typ: type, required: bool = False, default: Any = None) -> Any:
+        val = self._present(d, key, required)
+        if val is self._MISSING:
             return default
-        val = d[short]
         if not isinstance(val, typ) or (typ is not bool and isinstance(val, bool)):
             self.problem(f"{key}: must be a {typ.__name__}, got {type(val).__name__} {brief(val)}")
             return default
@@ -61,12 +69,9 @@ class Validator:
 
     def int_at_least(self, d: Mapping[str, Any], key: str, minimum: int, required: bool = False,
                      default: int | None = None) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in d:
-            if required:
-                self.problem(f"{key}: is required, got nothing")
+        val = self._present(d, key, required)
+        if val is self._MISSING:
             return default
-        val = d[short]
         if isinstance(val, bool) or not isinstance(val, int):
             self.problem(f"{key}: must be an integer, got {type(val).__name__} {brief(val)}")
             return default

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from golfsweep.errors import GolfsweepError, SpecError
+from golfsweep.orchestrator import Driver, SimulatedBackend, SimulatedRun
 from golfsweep.results import Store, format_status, format_table, load_sweep
 from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
 from golfsweep.search_spaces import SECRET_MASK, is_secret_name, load_spec, mask_env
@@ -30,6 +32,7 @@ from golfsweep.worker import RunState, parse_log
 from golfsweep.paths import SweepPaths
 from tests.conftest import invoke_cli, run_sweep_in_process, write_sweep
 from tests.fixtures.records import sweeps
+from tests.orchestrator._sweeps import write_spec
 
 INHERITED = "GOLFSWEEP_TEST_AUTH_TOKEN"  # set in the driver's environment, not in the sweep file
 SHORT = ("PIN_TOKEN", "42")  # a secret too short to mask everywhere: masked next to its name only
@@ -387,3 +390,27 @@ def test_export_and_report_mask_the_sweep_files_secrets_given_on_the_command_lin
     for path in [*out.rglob("*"), tmp_path / "r.html"]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+class _SharedCluster(SimulatedBackend):
+    shares_specs = True  # like a Ray cluster reached by address: task arguments readable cluster-wide
+
+
+def _instant(spec):
+    return SimulatedRun(duration_s=60, val_bpb=1.2, train_time_ms=1000, eval_time_ms=1000, bytes_total=1000)
+
+
+@pytest.mark.parametrize("backend", [SimulatedBackend, _SharedCluster])
+def test_a_sweep_file_secret_sent_to_a_shared_cluster_gets_one_notice(tmp_path, backend, caplog):
+    secret = _secret("HF_TOKEN")
+    sweep = write_spec(tmp_path, trials=1, seeds=(1,), env={"HF_TOKEN": secret, "DATA_PATH": "/data"})
+    with caplog.at_level(logging.WARNING, logger="golfsweep"):
+        Driver(load_spec(sweep), tmp_path / "out", backend(_instant), poll_seconds=0).run()
+    notices = [r.getMessage() for r in caplog.records if r.name == "golfsweep"]
+    log = (tmp_path / "out" / "driver.log").read_text()
+    if backend is SimulatedBackend:  # one machine, one user: nothing to say
+        assert not notices and "secret_in_task_args" not in log
+        return
+    assert len(notices) == 1 and notices[0].startswith("env.HF_TOKEN: ") and "nodes' environment" in notices[0]
+    assert "DATA_PATH" not in notices[0] and secret not in notices[0]
+    assert "event=secret_in_task_args" in log and secret not in log

@@ -26,6 +26,10 @@ class RunBackend(abc.ABC):
     ``poll`` as ``PRUNED``. ``now()`` is the backend's clock, in seconds (a simulation's is virtual).
     """
 
+    #: Whether what ``submit`` is given is kept where others can read it: a Ray cluster reached by
+    #: address holds task arguments (a spec's env included) in its object store and GCS.
+    shares_specs: bool = False
+
     @abc.abstractmethod
     def capacity(self) -> int:
         """How many runs can execute at once right now (nodes come and go). Called every loop of the
@@ -46,6 +50,10 @@ class RunBackend(abc.ABC):
     def points(self) -> list[tuple[RunSpec, CurvePoint]]:
         """In-training validation points printed by runs still in flight, since the last call."""
         return []
+
+    def describe_capacity(self) -> str:
+        """What ``capacity()`` is made of, in a few words, for a user waiting on it."""
+        return f"room for {self.capacity()} runs at once"
 
     def cancel(self, spec: RunSpec, reason: str) -> None:
         """Stop the run of ``spec`` if still in flight; it comes back from ``poll`` as ``PRUNED``."""
@@ -145,6 +153,7 @@ class RayBackend(RunBackend):
         self._cpus = cpus_per_run
         self._refs: dict[object, RunSpec] = {}
         self._owns_ray = not ray.is_initialized()
+        self.shares_specs = bool(address)
         if self._owns_ray:
             if address:
                 _probe(address)
@@ -192,6 +201,13 @@ class RayBackend(RunBackend):
             else:
                 total += int(res.get("CPU", 0) // self._cpus)
         return total
+
+    def describe_capacity(self) -> str:
+        alive = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        unit, need = ("GPU", self._gpus) if self._gpus else ("CPU", self._cpus)
+        most = max((int(r.get(unit, 0)) for r in alive), default=0)
+        return (f"a run needs {need} {unit}s on one node; {len(alive)} live node(s), "
+                f"the largest with {most} {unit}s")
 
     def submit(self, spec: RunSpec) -> None:
         ref = self._task.remote(spec, str(self._root) if self._root else None, self._queue)

@@ -33,7 +33,7 @@ from golfsweep.orchestrator._outcomes import Snapshot, TrialOutcomes
 from golfsweep.orchestrator._setup import (check_sweep_dir, open_study, prepare_sweep_dir, quiet_optuna,
                                           store_location, trial_environment)
 from golfsweep.paths import SweepPaths, atomic_write
-from golfsweep.redact import MIN_SECRET_LENGTH, Redactor
+from golfsweep.redact import MIN_SECRET_LENGTH, Redactor, is_secret_name
 from golfsweep.results import RunRecord
 from golfsweep.results._ledger import attempt_gpu_hours
 from golfsweep.search_spaces import SeedPolicy, SweepSpec, describe_spec, distributions, mask_env
@@ -97,6 +97,7 @@ class Driver(TrialOutcomes):
         gpus = spec.gpus_per_run
         self._spent = sum(attempt_gpu_hours(a["started_at"], a["ended_at"], gpus) for a in self.store.attempts())
         self._stop_reason: str | None = None
+        self._starved = False  # no node can take a run: said once until capacity comes back
         self._asked = 0  # trials in the study: counted here, not by listing the study every loop
         self._best_live: dict[str, Any] | None = None  # best feasible trial so far, kept as trials are told
 
@@ -135,6 +136,14 @@ class Driver(TrialOutcomes):
         for name in Redactor(s.env).short_names:
             self.events.event("short_secret", key=f"env.{name}", min_length=MIN_SECRET_LENGTH,
                               note="masked only where it follows its name")
+        shared = sorted(k for k in s.env if is_secret_name(k)) if self.backend.shares_specs else []
+        if shared:
+            keys = ", ".join(f"env.{k}" for k in shared)
+            self.events.notice("secret_in_task_args",
+                               f"{keys}: the sweep file's secrets reach the nodes as Ray task arguments, "
+                               "readable on the whole cluster; set them in the nodes' environment instead "
+                               "(runs inherit it and their output is masked alike; docs/cluster.md, Secrets)",
+                               keys=shared)
         self._recover()
         self._asked = len(self.study.get_trials(deepcopy=False))
         self._best_live = self._best_on_disk()
@@ -161,6 +170,7 @@ class Driver(TrialOutcomes):
     def _fill(self) -> int:
         """Submit runs while the cluster has room; returns how many were submitted."""
         cap = self.backend.capacity()
+        self._watch_capacity(cap)
         submitted = 0
         while self.backend.in_flight() < cap and not self._budget_reached():
             if not self.pending:
@@ -170,6 +180,17 @@ class Driver(TrialOutcomes):
             self._submit(self.pending.popleft())
             submitted += 1
         return submitted
+
+    def _watch_capacity(self, cap: int) -> None:
+        """Say once, on the terminal, when no node can take a run (GPU nodes not joined yet, or too
+        small for ``gpus_per_run``): the driver waits for nodes rather than ending the sweep."""
+        starved = cap == 0 and self.backend.in_flight() == 0 and not self._stop_reason
+        if starved and not self._starved:
+            self.events.notice("no_capacity", f"no live node can take a run ({self.backend.describe_capacity()}); "
+                                              "waiting for nodes to join (Ctrl-C stops the driver)")
+        elif cap and self._starved:
+            self.events.event("capacity", runs_at_once=cap)
+        self._starved = starved if not cap else False
 
     def _ask(self) -> None:
         trial = self.study.ask(self.dists)

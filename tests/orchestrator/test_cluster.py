@@ -46,7 +46,7 @@ def test_whole_node_runs_three_at_once_never_sharing_a_node(tmp_path, cluster):
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     spec = load_spec(write_spec(tmp_path, trials=2, seeds=(1, 2, 3), gpus_per_run=8, env={"SLEEP": "3"}))
     backend = RayBackend(gpus_per_run=8, cpus_per_run=1, address=cluster.address)
-    assert backend.capacity() == 3
+    assert backend.capacity() == 3 and backend.shares_specs  # task arguments live on the cluster
     Driver(spec, tmp_path / "out", backend, poll_seconds=0.1).run()
 
     runs = load_sweep(tmp_path / "out").runs
@@ -110,3 +110,40 @@ def test_node_loss_requeues_the_run_elsewhere_exactly_once(tmp_path, cluster):
     detect = killed["detected"] - killed["at"]
     print(f"\nnode loss: detected and re-queued {detect:.1f}s after the kill")
     assert detect < 60
+
+
+def test_a_cluster_without_room_for_a_run_says_so_once_and_starts_when_a_node_joins(tmp_path, cluster, caplog):
+    cluster.add_node(num_cpus=1, num_gpus=4)  # too small for a whole-node run of 8 GPUs
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1,), gpus_per_run=8))
+    backend = RayBackend(gpus_per_run=8, cpus_per_run=1, address=cluster.address)
+    backend.CAPACITY_REFRESH_S = 0.5
+    log = tmp_path / "out" / "driver.log"
+    outcome = {}
+    driver = Driver(spec, tmp_path / "out", backend, poll_seconds=0.1)
+
+    def drive():  # in a thread: Ray adds nodes from the main thread only
+        outcome["done"] = driver.run()
+
+    t = threading.Thread(target=drive)
+    try:
+        with caplog.at_level("WARNING", logger="golfsweep"):
+            t.start()
+            deadline = time.time() + 60
+            while time.time() < deadline and not (log.exists() and "event=no_capacity" in log.read_text()):
+                time.sleep(0.1)
+            time.sleep(1.5)  # the driver keeps waiting, without saying it again
+            assert t.is_alive() and "done" not in outcome
+            cluster.add_node(num_cpus=1, num_gpus=8)
+            t.join(timeout=120)
+        assert not t.is_alive()
+    finally:
+        if t.is_alive():  # a failed check must not leave the driver waiting for ever
+            driver.lease.lost.set()
+            t.join(timeout=30)
+    notices = [r.getMessage() for r in caplog.records if r.name == "golfsweep"]
+    assert notices == ["no live node can take a run (a run needs 8 GPUs on one node; 2 live node(s), the largest "
+                       "with 4 GPUs); waiting for nodes to join (Ctrl-C stops the driver)"]
+    assert outcome["done"].n_runs == 1 and outcome["done"].n_failed == 0
+    assert "event=capacity runs_at_once=1" in log.read_text()

@@ -55,6 +55,10 @@ class RunBackend(abc.ABC):
         """What ``capacity()`` is made of, in a few words, for a user waiting on it."""
         return f"room for {self.capacity()} runs at once"
 
+    def request_room(self, runs: int) -> None:
+        """Ask the cluster to grow to room for ``runs`` runs at once (0 withdraws the ask): a hint for
+        clusters with an autoscaler. A backend with a fixed size has nothing to ask."""
+
     def cancel(self, spec: RunSpec, reason: str) -> None:
         """Stop the run of ``spec`` if still in flight; it comes back from ``poll`` as ``PRUNED``."""
         raise NotImplementedError(f"{type(self).__name__} cannot stop a run")
@@ -208,6 +212,14 @@ class RayBackend(RunBackend):
         most = max((int(r.get(unit, 0)) for r in alive), default=0)
         return (f"a run needs {need} {unit}s on one node; {len(alive)} live node(s), "
                 f"the largest with {most} {unit}s")
+
+    def request_room(self, runs: int) -> None:
+        # A standing request: the autoscaler keeps room for these shapes (running runs included) until
+        # the next call replaces it; a cluster without an autoscaler ignores it.
+        from ray.autoscaler.sdk import request_resources
+
+        shape = {"GPU": self._gpus} if self._gpus else {"CPU": self._cpus}
+        request_resources(bundles=[dict(shape) for _ in range(runs)])
 
     def submit(self, spec: RunSpec) -> None:
         ref = self._task.remote(spec, str(self._root) if self._root else None, self._queue)

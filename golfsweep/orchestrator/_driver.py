@@ -98,6 +98,7 @@ class Driver(TrialOutcomes):
         self._spent = sum(attempt_gpu_hours(a["started_at"], a["ended_at"], gpus) for a in self.store.attempts())
         self._stop_reason: str | None = None
         self._starved = False  # no node can take a run: said once until capacity comes back
+        self._room = 0  # runs the autoscaler was last asked to make room for ([cost] autoscale_runs)
         self._asked = 0  # trials in the study: counted here, not by listing the study every loop
         self._best_live: dict[str, Any] | None = None  # best feasible trial so far, kept as trials are told
 
@@ -122,6 +123,7 @@ class Driver(TrialOutcomes):
             self.events.event("driver_interrupted", signal=stop.signal_name, in_flight=self.backend.in_flight())
             raise stop from None
         finally:
+            self._withdraw_room()
             self.backend.shutdown()  # kills what still runs, with its process tree
             self.store.close()
             self.lease.release()
@@ -169,6 +171,7 @@ class Driver(TrialOutcomes):
 
     def _fill(self) -> int:
         """Submit runs while the cluster has room; returns how many were submitted."""
+        self._want_room()
         cap = self.backend.capacity()
         self._watch_capacity(cap)
         submitted = 0
@@ -186,11 +189,37 @@ class Driver(TrialOutcomes):
         small for ``gpus_per_run``): the driver waits for nodes rather than ending the sweep."""
         starved = cap == 0 and self.backend.in_flight() == 0 and not self._stop_reason
         if starved and not self._starved:
+            asked = f", asked the autoscaler for room for {self._room}" if self._room else ""
             self.events.notice("no_capacity", f"no live node can take a run ({self.backend.describe_capacity()}); "
-                                              "waiting for nodes to join (Ctrl-C stops the driver)")
+                                              f"waiting for nodes to join{asked} (Ctrl-C stops the driver)")
         elif cap and self._starved:
             self.events.event("capacity", runs_at_once=cap)
         self._starved = starved if not cap else False
+
+    def _want_room(self) -> None:
+        """``[cost] autoscale_runs``: ask the cluster's autoscaler for room for the runs the sweep could
+        run now (those in flight, those waiting, every seed of the trials not asked yet), up to that many."""
+        most = self.spec.cost.autoscale_runs
+        if not most:
+            return
+        flying = self.backend.in_flight()
+        unasked = max(0, self.spec.trials - self._asked) * len(self.spec.seeds)
+        more = 0 if self._budget_reached() else len(self.pending) + unasked
+        want = min(most, flying + more)
+        if want != self._room:
+            self.backend.request_room(want)
+            self._room = want
+            self.events.event("room_requested", runs=want)
+
+    def _withdraw_room(self) -> None:
+        """The sweep ends: withdraw the ask, so the autoscaler can let idle nodes go."""
+        if self._room:
+            try:
+                self.backend.request_room(0)
+                self.events.event("room_requested", runs=0)
+            except Exception as exc:  # the cluster is gone: nothing left to ask of it
+                self.events.event("room_not_withdrawn", error=f"{type(exc).__name__}: {exc}")
+            self._room = 0
 
     def _ask(self) -> None:
         trial = self.study.ask(self.dists)

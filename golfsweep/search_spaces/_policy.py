@@ -50,14 +50,17 @@ class PruningSpec:
 class CostSpec:
     """GPU-hours are wall time times GPUs held, for every attempt (failed, killed and pruned ones
     too). With ``price_per_gpu_hour`` money is shown; with ``budget_gpu_hours`` no run starts once
-    what was spent plus what is in flight reaches it."""
+    what was spent plus what is in flight reaches it. With ``autoscale_runs`` (a Ray cluster with an
+    autoscaler) the driver asks the autoscaler for room for up to that many runs at once while it
+    has runs to start, for fewer as the sweep runs out of work, and for none once it ends."""
 
     price_per_gpu_hour: float | None = None
     budget_gpu_hours: float | None = None
+    autoscale_runs: int = 0
 
 
 PRUNING_KEYS = {"seeds", "curve", "warmup_steps", "seed_margin_z", "seed_sigma_prior", "percentile"}
-COST_KEYS = {"price_per_gpu_hour", "budget_gpu_hours"}
+COST_KEYS = {"price_per_gpu_hour", "budget_gpu_hours", "autoscale_runs"}
 
 
 def _positive(v: Validator, d: Mapping[str, Any], key: str, default: float | None) -> float | None:
@@ -88,4 +91,5 @@ def validate_pruning(v: Validator, d: Mapping[str, Any]) -> PruningSpec:
 def validate_cost(v: Validator, d: Mapping[str, Any]) -> CostSpec:
     v.unknown("cost.", d, COST_KEYS)
     return CostSpec(price_per_gpu_hour=_positive(v, d, "cost.price_per_gpu_hour", None),
-                    budget_gpu_hours=_positive(v, d, "cost.budget_gpu_hours", None))
+                    budget_gpu_hours=_positive(v, d, "cost.budget_gpu_hours", None),
+                    autoscale_runs=v.int_at_least(d, "cost.autoscale_runs", 0, default=0))

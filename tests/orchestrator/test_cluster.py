@@ -147,3 +147,20 @@ def test_a_cluster_without_room_for_a_run_says_so_once_and_starts_when_a_node_jo
                        "with 4 GPUs); waiting for nodes to join (Ctrl-C stops the driver)"]
     assert outcome["done"].n_runs == 1 and outcome["done"].n_failed == 0
     assert "event=capacity runs_at_once=1" in log.read_text()
+
+
+def test_room_is_asked_of_the_autoscaler_as_whole_run_shapes_and_withdrawn(cluster):
+    import json
+
+    from ray.autoscaler._private.constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    backend = RayBackend(gpus_per_run=8, cpus_per_run=1, address=cluster.address)
+    try:
+        backend.request_room(2)  # what the autoscaler (v1) reads: one bundle per run
+        assert json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)) == [{"GPU": 8}, {"GPU": 8}]
+        backend.request_room(0)
+        assert json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)) == []
+    finally:
+        backend.shutdown()

@@ -8,7 +8,7 @@ import time
 import optuna
 import pytest
 
-from golfsweep.orchestrator import Driver, InProcessBackend, SimulatedBackend, SimulatedRun
+from golfsweep.orchestrator import Driver, DriverInterrupted, InProcessBackend, SimulatedBackend, SimulatedRun
 from golfsweep.orchestrator._pruning import pooled_seed_sigma, worth_more_seeds
 from golfsweep.results import TrialStatus, format_status, format_table, load_sweep, summary_frame
 from golfsweep.search_spaces import load_spec
@@ -167,3 +167,48 @@ def test_the_budget_stops_new_runs_and_resume_counts_what_was_spent(tmp_path, no
     done = Driver(load_spec(sweep), out, SimulatedBackend(_twenty_minutes, nodes=nodes), poll_seconds=0).run()
     assert done.stopped is None and done.n_runs == 6 and done.gpu_hours == pytest.approx(6 * 8 / 3)
     assert load_sweep(out).ledger.total == pytest.approx(16.0)
+
+
+class _Autoscaling(SimulatedBackend):
+    """Records what the driver asks the autoscaler for."""
+
+    def __init__(self, *a, interrupt: bool = False, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.asks: list[int] = []
+        self.interrupt = interrupt
+
+    def request_room(self, runs: int) -> None:
+        self.asks.append(runs)
+
+    def poll(self, timeout):
+        if self.interrupt:
+            raise DriverInterrupted("SIGTERM")
+        return super().poll(timeout)
+
+
+def test_the_autoscaler_is_asked_for_room_while_there_is_work_and_for_none_after(tmp_path):
+    space = grid(2.0, 3.0, 1.0) + "[cost]\nautoscale_runs = 2\n"
+    spec = load_spec(write_spec(tmp_path, trials=3, seeds=(1, 2), space=space, sampler="grid", gpus_per_run=8))
+    backend = _Autoscaling(_twenty_minutes, nodes=1)  # one node up: the ask is for more than runs
+    outcome = Driver(spec, tmp_path / "out", backend, poll_seconds=0).run()
+    assert outcome.n_runs == 6
+    # room for two while trials remain; fewer as the work runs out (the last run alone); none at the end
+    assert backend.asks == [2, 1, 0]
+    log = (tmp_path / "out" / "driver.log").read_text()
+    assert [line.split("runs=")[1] for line in log.splitlines() if "event=room_requested" in line] == ["2", "1", "0"]
+
+
+def test_a_stopped_driver_withdraws_its_ask(tmp_path):
+    space = grid(2.0) + "[cost]\nautoscale_runs = 3\n"
+    spec = load_spec(write_spec(tmp_path, trials=1, seeds=(1, 2), space=space, sampler="grid", gpus_per_run=8))
+    backend = _Autoscaling(_twenty_minutes, nodes=1, interrupt=True)
+    with pytest.raises(DriverInterrupted):
+        Driver(spec, tmp_path / "out", backend, poll_seconds=0).run()
+    assert backend.asks == [2, 0]  # its two seeds' worth (1 running, 1 waiting), then none
+
+
+def test_without_autoscale_runs_nothing_is_asked(tmp_path):
+    spec = load_spec(write_spec(tmp_path, trials=2, seeds=(1,), space=grid(2.0, 3.0), sampler="grid", gpus_per_run=8))
+    backend = _Autoscaling(_twenty_minutes, nodes=2)
+    Driver(spec, tmp_path / "out", backend, poll_seconds=0).run()
+    assert backend.asks == []

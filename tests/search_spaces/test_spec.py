@@ -134,6 +134,9 @@ BAD_SPECS = [
         needles=("storage.url", "psycopg 3", "postgresql+psycopg2://")),
     Bad("storage-url-port-not-a-number", {"storage": {"url": "postgresql://u@host:port/db"}},
         needles=("storage.url", "port must be a number", "'postgresql://u@host:port/db'")),
+    Bad("autoscale-negative", {"cost": {"autoscale_runs": -1}}, needles=("cost.autoscale_runs", ">= 0", "-1")),
+    Bad("autoscale-fraction", {"cost": {"autoscale_runs": 1.5}},
+        needles=("cost.autoscale_runs", "integer", "1.5")),
     # checked on the driver's machine before anything starts (local instance)
     Bad("data-path-missing", {"env": {"DATA_PATH": "{tmp}/no-such-data"}},
         needles=("env.DATA_PATH", "must exist", "{tmp}/no-such-data")),

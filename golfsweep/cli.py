@@ -168,6 +168,12 @@ def _print_plan(spec) -> None:
     typer.echo(f"dry run: sweep {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds = {len(runs)} runs, "
                f"each `{cmd}` on {spec.gpus_per_run or spec.cpus_per_run} "
                f"{'GPU(s)' if spec.gpus_per_run else 'CPU(s)'} of one node")
+    from golfsweep.scriptfiles import ScriptFiles
+
+    files = ScriptFiles.read(spec.script, spec.files)
+    if files.support:
+        typer.echo(f"code: {spec.script.name} runs {', '.join(files.names)} beside it; all travel with each run "
+                   f"and count in the artifact ({files.code_bytes:,} bytes of code)")
     if spec.sampler.name.value in ("tpe", "gp", "cmaes") and spec.trials > spec.sampler.n_startup_trials:
         typer.echo(f"note: configs after the first {spec.sampler.n_startup_trials} depend on results; "
                    f"shown as drawn before any result", err=False)

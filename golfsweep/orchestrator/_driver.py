@@ -35,6 +35,7 @@ from golfsweep.orchestrator._setup import (check_sweep_dir, open_study, prepare_
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import MIN_SECRET_LENGTH, Redactor, is_secret_name
 from golfsweep.results import RunRecord
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.results._ledger import attempt_gpu_hours
 from golfsweep.search_spaces import SeedPolicy, SweepSpec, describe_spec, distributions, mask_env
 from golfsweep.worker import LaunchMode, RunResult, RunSpec, RunState
@@ -59,7 +60,7 @@ class Driver(TrialOutcomes):
 
     def __init__(self, spec: SweepSpec, sweep_dir: str | Path, backend: RunBackend, *,
                  progress: ProgressCallback | None = None, poll_seconds: float = 0.5,
-                 checked: tuple[bytes, str] | None = None,
+                 checked: ScriptFiles | None = None,
                  opened: tuple[optuna.Study, optuna.storages.BaseStorage] | None = None) -> None:
         """``checked``/``opened``: what ``check_sweep_dir``/``open_study`` returned when the caller
         already ran them (the CLI does, before Ray starts), so nothing is checked twice."""
@@ -75,12 +76,12 @@ class Driver(TrialOutcomes):
         self.lease = SweepLease(store_location(spec, self.paths), self.paths.root)
         taken_over = self.lease.acquire()  # before anything is written or runs
         try:
-            self.store = prepare_sweep_dir(spec, self.paths, *checked)
+            self.store = prepare_sweep_dir(spec, self.paths, checked)
         except BaseException:
             self.lease.release()
             raise
         self.book = RunBook(self.store)  # the driver's reads come from here, not from the store
-        self.script_bytes, self.script_sha = checked
+        self.files, self.script_sha = checked, checked.sha256
         self.events = DriverLog(self.paths.driver_log, self.redactor)
         if taken_over:
             self.events.notice("lease_taken_over", taken_over)
@@ -132,7 +133,8 @@ class Driver(TrialOutcomes):
     def _start(self) -> None:
         s = self.spec
         self.events.event("driver_start", sweep=s.name, trials=s.trials, seeds=len(s.seeds),
-                          script_sha256=self.script_sha[:12], pid=os.getpid())
+                          script_sha256=self.script_sha[:12], files=list(self.files.names) or None,
+                          pid=os.getpid())
         for line in describe_spec(s):
             self.events.event("spec", line=line)
         for name in Redactor(s.env).short_names:
@@ -235,7 +237,8 @@ class Driver(TrialOutcomes):
         s = self.spec
         return RunSpec(
             sweep=s.name, trial=trial, seed=seed, params=dict(params), env=trial_environment(s, params),
-            script_name=s.script.name, script_bytes=self.script_bytes, script_sha256=self.script_sha, nproc=s.nproc,
+            script_name=s.script.name, script_bytes=self.files.script, support_files=self.files.support,
+            script_sha256=self.script_sha, nproc=s.nproc,
             launcher=LaunchMode(s.launcher_command), attempt=attempt,
             limits=s.limits,
             metric_labels=s.metric_labels, artifact_glob=s.artifact_glob, check_paths=s.check_paths,

@@ -4,7 +4,6 @@ the plan ``--dry-run`` prints. Everything here runs before a run starts."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from golfsweep.errors import GolfsweepError
 from golfsweep.orchestrator._pruning import make_pruner
 from golfsweep.paths import SweepPaths, atomic_write
 from golfsweep.redact import REDACTED_META
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.results import Store
 from golfsweep.search_spaces import SweepSpec, distributions, make_sampler, mask_env
 from golfsweep.storage import (StoreLocation, connect_args, connect_problem, engine_url, is_server_url, masked_url,
@@ -35,20 +35,20 @@ def store_location(spec: SweepSpec, paths: SweepPaths) -> StoreLocation:
     return StoreLocation.file(paths.store)
 
 
-def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[bytes, str]:
+def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> ScriptFiles:
     """Refuse a directory (or a server's sweep of the same name) holding a different sweep or a
-    changed script, and a storage server that cannot be used; writes nothing.
+    changed script (or support file), and a storage server that cannot be used; writes nothing.
 
-    Returns the script's bytes and sha256, read once here.
+    Returns the script and the files it runs, read once here.
     """
-    script_bytes = spec.script.read_bytes()
-    sha = hashlib.sha256(script_bytes).hexdigest()
+    files = ScriptFiles.read(spec.script, spec.files)
+    sha = files.sha256
     if paths.root.exists() and not paths.root.is_dir():
         raise GolfsweepError(f"sweep directory: must be a directory, got file {str(paths.root)!r}")
     location = store_location(spec, paths)
     _check_same_storage(spec, location, paths)
     if not Store.exists(location):  # on a server: connects, so a dead one is refused here
-        return script_bytes, sha
+        return files
     with Store(location, create=False) as store:
         old_fp, old_sha = store.get_meta("fingerprint"), store.get_meta("script_sha256")
         old_name = json.loads(store.get_meta("spec") or "{}").get("name", "?")
@@ -63,10 +63,11 @@ def check_sweep_dir(spec: SweepSpec, paths: SweepPaths) -> tuple[bytes, str]:
             f"(fingerprint {old_fp} != {fp}); use another --dir")
     if old_sha is not None and old_sha != sha:
         instead = "rename the sweep" if location.is_server else "use another --dir"
+        which = " or a file it runs (" + ", ".join(files.names) + ")" if files.names else ""
         raise GolfsweepError(
-            f"sweep.script: {spec.script.name} changed since this sweep started "
+            f"sweep.script: {spec.script.name}{which} changed since this sweep started "
             f"(sha256 {sha[:12]} != recorded {old_sha[:12]}); restore it or {instead}")
-    return script_bytes, sha
+    return files
 
 
 def _check_same_storage(spec: SweepSpec, location: StoreLocation, paths: SweepPaths) -> None:
@@ -90,22 +91,24 @@ def _check_same_storage(spec: SweepSpec, location: StoreLocation, paths: SweepPa
                              f"spec (fingerprint {old_fp} != {fp}); use another --dir")
 
 
-def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths, script_bytes: bytes, sha: str) -> Store:
-    """Create or reopen a sweep directory and its store, once ``check_sweep_dir`` accepted it (its
-    return values are ``script_bytes`` and ``sha``)."""
+def prepare_sweep_dir(spec: SweepSpec, paths: SweepPaths, files: ScriptFiles) -> Store:
+    """Create or reopen a sweep directory and its store, once ``check_sweep_dir`` accepted it and
+    returned ``files``."""
     store = Store(store_location(spec, paths))
     fp = spec.fingerprint()
     store.set_meta("fingerprint", fp)
     store.set_meta("spec", json.dumps(spec.to_dict(mask_secrets=True), sort_keys=True))
-    store.set_meta("script_sha256", sha)
+    store.set_meta("script_sha256", files.sha256)
     store.set_meta("script_name", spec.script.name)
-    store.put_script(spec.script.name, script_bytes)  # kept by a server store: read where this directory is not
+    store.set_meta("support_files", json.dumps(list(files.names)))
+    store.put_script(files)  # kept by a server store: read where this directory is not
     if store.get_meta(REDACTED_META) is None and not store.runs():  # a resumed older sweep stays unmarked
         store.set_meta(REDACTED_META, "1")
     atomic_write(paths.spec_json, json.dumps({"fingerprint": fp, "spec": spec.to_dict(mask_secrets=True)},
                                              indent=2, sort_keys=True))
-    if not paths.script(spec.script.name).exists():
-        atomic_write(paths.script(spec.script.name), script_bytes)
+    for name, data in ((spec.script.name, files.script), *files.support):
+        if not paths.script(name).exists():
+            atomic_write(paths.script(name), data)
     return store
 
 

@@ -12,7 +12,6 @@ directory may predate that, or come from elsewhere) — see ``export_record``.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from golfsweep.results._stats import mean, sample_std
 from golfsweep.errors import GolfsweepError
 from golfsweep.storage import StoreLocation
 from golfsweep.redact import REDACTED_META, SECRET_MASK, Redactor, is_secret_name
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.results._runtime import _checked, pick_trial, record_limits, runtime_checks, trial_env
 from golfsweep.results._store import RunRecord
 from golfsweep.results._table import SweepData, load_sweep
@@ -58,12 +58,12 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
-    script_bytes, sha = _verified_script(data)
+    files = _verified_script(data)
     _check_unredacted(data, known)
-    held = redactor.names_in(script_bytes)
-    if held:
-        raise GolfsweepError(f"script: must not hold the value of a secret environment variable (it is exported "
-                             f"byte for byte), got {SCRIPT_NAME} holding the value of {', '.join(held)}")
+    for file_name, raw in ((SCRIPT_NAME, files.script), *files.support):
+        if held := redactor.names_in(raw):
+            raise GolfsweepError(f"script: must not hold the value of a secret environment variable (it is exported "
+                                 f"byte for byte), got {file_name} holding the value of {', '.join(held)}")
     runs = {r.seed: r for r in data.runs if r.trial == t}
     params = next(tr.params for tr in data.trials if tr.trial == t)
     checks = runtime_checks(data, t)
@@ -76,7 +76,7 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
             reasons.append(f"seed {seed}: log {where} is missing")
-    audit = _static_audit(data, script_bytes, trial_env(data, t))
+    audit = _static_audit(data, files, trial_env(data, t))
     if audit["verdict"] == "flagged":
         first = next((f for f in audit["findings"] if f["severity"] == "violation"), {})
         reasons.append(f"compliance audit flagged {SCRIPT_NAME}"
@@ -86,12 +86,12 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
     if reasons and not non_record:
         raise GolfsweepError(f"--trial: trial {t} is not a valid record: {'; '.join(reasons)} "
                              f"(use --non-record to export it as a non-record submission)")
-    sub = _submission(data, t, params, runs, checks, audit, sha, len(script_bytes),
+    sub = _submission(data, t, params, runs, checks, audit, files.sha256, files.code_bytes,
                       non_record=bool(reasons) or non_record, reasons=reasons, name=name, author=author)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        (tmp / SCRIPT_NAME).write_bytes(script_bytes)
+        ScriptFiles(SCRIPT_NAME, files.script, files.support).write(tmp)  # the files it runs beside it
         for seed, log in logs.items():  # byte for byte unless there is something to mask
             (tmp / f"train_seed{seed}.log").write_bytes(redactor.redact_bytes(log))
         (tmp / "submission.json").write_text(json.dumps(_redact_json(sub, redactor), indent=2) + "\n",
@@ -131,13 +131,15 @@ def _redact_json(obj: Any, redactor: Redactor) -> Any:
     return obj
 
 
-def _verified_script(data: SweepData) -> tuple[bytes, str]:
-    """The script the runs received: from the sweep directory's ``script/``, or from a server store;
-    its sha256 must be the one the store recorded."""
+def _verified_script(data: SweepData) -> ScriptFiles:
+    """The script the runs received, with the files it runs: from the sweep directory's ``script/``,
+    or from a server store; their sha256 must be the one the store recorded."""
     with data.open_store() as store:
         script_name = store.get_meta("script_name")
         recorded = store.get_meta("script_sha256")
+        names = json.loads(store.get_meta("support_files") or "[]")
         held = store.script() if data.on_server else None
+        support = store.support_files() if data.on_server else {}
     if not script_name or not recorded:
         raise GolfsweepError(f"sweep directory: store has no script_name/script_sha256, got "
                              f"{data.where!r}")
@@ -146,31 +148,34 @@ def _verified_script(data: SweepData) -> tuple[bytes, str]:
             raise GolfsweepError(f"script/{script_name}: must be in the store to export, got none in {data.where}")
         raw = held[1]
     else:
-        path = data.paths.script(script_name)  # type: ignore[union-attr]
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise GolfsweepError(f"script/{script_name}: must be readable to export ({exc.strerror}), "
-                                 f"got {str(path)!r}") from None
-    sha = hashlib.sha256(raw).hexdigest()
+        raw, support = _read_script_file(data, script_name), {n: _read_script_file(data, n) for n in names}
+    files = ScriptFiles(script_name, raw, tuple((n, support.get(n, b"")) for n in names))
+    sha = files.sha256
     if sha != recorded:
         raise GolfsweepError(f"script/{script_name}: sha256 must equal the store's script_sha256 "
                              f"{recorded[:12]} (the script the runs received), got {sha[:12]}")
-    return raw, sha
+    return files
 
 
-def _static_audit(data: SweepData, script_bytes: bytes, env: dict[str, str]) -> dict[str, Any]:
-    """Audit the exact bytes being exported, under the configuration the trial ran (its env), from the
-    sweep's copy of the script (files it runs are looked for beside it). A script the audit cannot
-    read at all is reported as such (verdict ``error``), which export treats as not a valid record."""
+def _read_script_file(data: SweepData, name: str) -> bytes:
+    path = data.paths.script(name)  # type: ignore[union-attr]
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise GolfsweepError(f"script/{name}: must be readable to export ({exc.strerror}), got {str(path)!r}") from None
+
+
+def _static_audit(data: SweepData, files: ScriptFiles, env: dict[str, str]) -> dict[str, Any]:
+    """Audit the exact bytes being exported, under the configuration the trial ran (its env), with
+    the files it runs beside it. A script the audit cannot read at all is reported as such (verdict
+    ``error``), which export treats as not a valid record."""
     from golfsweep.audit import AuditInputError, audit_source
 
     try:
-        source = script_bytes.decode("utf-8")
-        if data.paths is not None:
-            return audit_source(source, path=data.paths.script(SCRIPT_NAME), env=env).to_dict()
-        with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as empty:  # read from a server: no siblings
-            return audit_source(source, path=Path(empty) / SCRIPT_NAME, env=env).to_dict()
+        source = files.script.decode("utf-8")
+        with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as folder:
+            path = ScriptFiles(SCRIPT_NAME, files.script, files.support).write(Path(folder))
+            return audit_source(source, path=path, env=env).to_dict()
     except (AuditInputError, UnicodeDecodeError) as exc:
         return {"verdict": "error", "findings": [], "notes": [f"the audit could not run: {exc}"]}
 

@@ -22,11 +22,12 @@ import sqlalchemy as sa
 
 from golfsweep import storage
 from golfsweep.errors import GolfsweepError
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.results._db import Database
 from golfsweep.storage import StoreLocation
 from golfsweep.worker._types import RunResult, RunState
 
-SCHEMA_VERSION = 3  # 3: script and logs tables (a server store's copies)
+SCHEMA_VERSION = 4  # 3: script and logs tables (a server store's copies); 4: the files the script runs
 
 
 class TrialStatus(str, enum.Enum):
@@ -164,6 +165,7 @@ def _schema(types: Mapping[str, str]) -> list[str]:
         # A server store's copies of what readers elsewhere need (see Store): the script, each run's last log.
         f"CREATE TABLE IF NOT EXISTS script (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, "
         f"data {t['bytes']} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS support_files (name TEXT PRIMARY KEY, data {t['bytes']} NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS logs (trial {t['int']} NOT NULL, seed {t['int']} NOT NULL, "
         f"data {t['bytes']} NOT NULL, PRIMARY KEY (trial, seed))",
     ]
@@ -380,16 +382,26 @@ class Store:
         return [dict(zip(cols, r)) for r in rows]
 
     # ------------------------------------------------------------------ files a server store holds
-    def put_script(self, name: str, data: bytes) -> None:
-        """The exact script every run received (kept by a server store only, see the class doc)."""
+    def put_script(self, files: ScriptFiles) -> None:
+        """The exact script every run received, and the files it runs (kept by a server store only,
+        see the class doc)."""
         if self.holds_files:
             with self._db.write() as c:
                 c.execute(sa.text(_upsert("script", ["id", "name", "data"], ("id",))),
-                          {"id": 1, "name": name, "data": bytes(data)})
+                          {"id": 1, "name": files.name, "data": bytes(files.script)})
+                for name, data in files.support:
+                    c.execute(sa.text(_upsert("support_files", ["name", "data"], ("name",))),
+                              {"name": name, "data": bytes(data)})
 
     def script(self) -> tuple[str, bytes] | None:
         rows = self._read("SELECT name, data FROM script WHERE id=1")
         return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def support_files(self) -> dict[str, bytes]:
+        """The files beside the script that it runs, by relative path (a server store's copy)."""
+        if "support_files" not in self._db.tables():  # a store from before them, opened read-only
+            return {}
+        return {name: bytes(data) for name, data in self._read("SELECT name, data FROM support_files")}
 
     def put_log(self, trial: int, seed: int, text: str | bytes) -> None:
         """The run's log, replacing an earlier attempt's (kept by a server store only, see the class doc)."""

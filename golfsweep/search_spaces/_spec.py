@@ -25,6 +25,7 @@ from golfsweep.search_spaces._validate import Validator, brief, is_int
 from golfsweep.limits import Limits
 # The secret-name rule lives with the redactor (golfsweep.redact); re-exported here for the spec's users.
 from golfsweep.redact import SECRET_MASK, is_secret_name, mask_env
+from golfsweep.scriptfiles import support_name_problem
 from golfsweep.storage import masked_url, url_problem
 
 if sys.version_info >= (3, 11):
@@ -132,6 +133,7 @@ class SweepSpec:
     check_paths: tuple[str, ...] = ("DATA_PATH", "TOKENIZER_PATH")
     max_system_retries: int = 2
     max_script_retries: int = 0
+    files: tuple[str, ...] = ()  # support files listed beside the script (golfsweep.scriptfiles finds the rest)
     env: Mapping[str, str] = field(default_factory=dict)
     space: tuple[ParamSpec, ...] = ()
     limits: Limits = field(default_factory=Limits)
@@ -176,7 +178,7 @@ class SweepSpec:
         Paths and trial counts are left out so a copied directory or a longer sweep still resumes.
         """
         d = self.to_dict(mask_secrets=True)
-        for key in ("script", "source", "trials", "storage_url", "limits", "max_system_retries",
+        for key in ("script", "files", "source", "trials", "storage_url", "limits", "max_system_retries",
                     "max_script_retries", "pruning", "cost"):  # how to spend, not what is explored
             d.pop(key, None)
         blob = json.dumps(d, sort_keys=True).encode()
@@ -196,7 +198,7 @@ def _json_default(o: Any) -> Any:
 _SWEEP_KEYS = {
     "name", "script", "seeds", "trials", "gpus_per_run", "cpus_per_run", "nproc", "launcher", "metric",
     "direction", "metric_labels", "artifact_glob", "check_paths", "max_system_retries",
-    "max_script_retries",
+    "max_script_retries", "files",
 }
 _TOP_KEYS = {"sweep", "env", "space", "limits", "sampler", "storage", "pruning", "cost"}
 _PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "env", "builtin"}
@@ -281,6 +283,10 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
     check_paths = v.str_list(sweep, "sweep.check_paths", default=["DATA_PATH", "TOKENIZER_PATH"])
     sys_retries = v.int_at_least(sweep, "sweep.max_system_retries", 0, default=2)
     script_retries = v.int_at_least(sweep, "sweep.max_script_retries", 0, default=0)
+    files = v.str_list(sweep, "sweep.files", default=[])
+    for f in files if isinstance(files, list) and script is not None and script.is_file() else []:
+        if problem := support_name_problem(script.parent, f, script.name):
+            v.problem(f"sweep.files: {problem}")
     if launcher is Launcher.PYTHON and isinstance(nproc, int) and nproc > 1:
         v.problem(f"sweep.launcher: `python` runs one process, so nproc must be 1, got nproc={nproc}")
 
@@ -307,7 +313,7 @@ def spec_from_dict(data: Mapping[str, Any], base_dir: Path, source: Path | None 
         gpus_per_run=gpus, cpus_per_run=cpus, nproc=nproc, launcher=launcher, metric=metric,
         direction=direction, metric_labels=tuple(labels), artifact_glob=tuple(globs),
         check_paths=tuple(check_paths), max_system_retries=sys_retries,
-        max_script_retries=script_retries, env=env, space=space, limits=limits, sampler=sampler,
+        max_script_retries=script_retries, files=tuple(files), env=env, space=space, limits=limits, sampler=sampler,
         storage_url=storage_url, pruning=pruning, cost=cost, source=source,
         explicit=frozenset(f"{table}.{key}" for table in ("sweep", "limits", "sampler", "storage", "pruning", "cost")
                            for key in (data.get(table) or {})),
@@ -323,7 +329,7 @@ def describe_spec(spec: SweepSpec) -> list[str]:
     lines = [f"sweep.{k} = {d[k]!r} ({origin('sweep.' + k)})" for k in
              ("name", "script", "seeds", "trials", "gpus_per_run", "cpus_per_run", "nproc", "launcher",
               "metric", "direction", "metric_labels", "artifact_glob", "check_paths", "max_system_retries",
-              "max_script_retries")]
+              "max_script_retries", "files")]
     lines += [f"env.{k} = {v!r} (sweep file)" for k, v in sorted(d["env"].items())]
     for p in spec.space:
         where = f"builtin {p.builtin!r}, overrides from sweep file" if p.builtin else "sweep file"

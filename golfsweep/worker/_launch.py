@@ -11,7 +11,6 @@ result that could hold one (reason, command) is redacted too.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
 import signal
@@ -59,7 +58,7 @@ def run_env(spec: RunSpec, base: dict[str, str] | None = None) -> dict[str, str]
 
 def preflight(spec: RunSpec, node: str) -> str | None:
     """Check node-local paths and the script's integrity; returns a reason or None."""
-    digest = hashlib.sha256(spec.script_bytes).hexdigest()
+    digest = spec.files.sha256
     if digest != spec.script_sha256:
         return f"script {spec.script_name}: sha256 {digest[:12]} != recorded {spec.script_sha256[:12]}"
     for key in spec.check_paths:
@@ -97,8 +96,7 @@ def execute_run(spec: RunSpec, *, workdir_root: Path | None = None, node_id: str
     if workdir.exists():  # a fresh attempt never sees a previous attempt's artifact
         _rmtree(workdir)
     workdir.mkdir(parents=True)
-    script_path = workdir / spec.script_name
-    script_path.write_bytes(spec.script_bytes)
+    script_path = spec.files.write(workdir)
     cmd = build_command(spec, script_path)
     log_path = workdir / LOG_NAME
 
@@ -133,7 +131,7 @@ def finish_from_log(spec: RunSpec, base: RunResult, log_text: str, workdir: Path
     if not (math.isfinite(parsed.val_bpb) and parsed.val_loss is not None and math.isfinite(parsed.val_loss)):
         return base.replace(reason=f"metric {parsed.metric_label} is not finite: val_loss={parsed.val_loss} "
                                    f"val_bpb={parsed.val_bpb}")
-    artifact = measure_artifact(workdir, spec.artifact_glob, code_bytes=len(spec.script_bytes),
+    artifact = measure_artifact(workdir, spec.artifact_glob, code_bytes=spec.files.code_bytes,
                                 claimed_total=parsed.bytes_total, limit=spec.limits.artifact_bytes)
     if artifact is None:
         return base.replace(reason=f"no artifact file matching {', '.join(spec.artifact_glob)} in the run "

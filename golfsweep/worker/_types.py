@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from golfsweep.limits import Limits
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.worker._env import LaunchMode, run_id
 
 if TYPE_CHECKING:
@@ -56,6 +57,12 @@ class RunSpec:
     metric_labels: tuple[str, ...] = ()
     artifact_glob: tuple[str, ...] = ("*.ptz",)
     check_paths: tuple[str, ...] = ("DATA_PATH", "TOKENIZER_PATH")
+    # files beside the script that it runs (golfsweep.scriptfiles); script_sha256 covers them too
+    support_files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+
+    @property
+    def files(self) -> ScriptFiles:
+        return ScriptFiles(self.script_name, self.script_bytes, self.support_files)
 
     @property
     def run_id(self) -> str:

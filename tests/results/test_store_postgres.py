@@ -17,6 +17,7 @@ import pytest
 from golfsweep.errors import GolfsweepError
 from golfsweep.results import LeaseHeld, RunRecord, Store, TrialStatus
 from golfsweep.results._store import SCHEMA_VERSION
+from golfsweep.scriptfiles import ScriptFiles
 from golfsweep.storage import StoreLocation, schema_name
 from golfsweep.worker import RunState
 from tests.results.test_store import full_record
@@ -94,15 +95,17 @@ def test_a_server_store_holds_the_script_and_logs(location_of):
     """Readers elsewhere need them; a SQLite store leaves them to the files of its sweep directory."""
     where = location_of("files")
     with Store(where) as store:
-        store.put_script("train_gpt.py", b"print('hi')\n\x00\xff")
+        store.put_script(ScriptFiles("train_gpt.py", b"exec(open('lib/run.py').read())\n\x00\xff",
+                                     (("lib/run.py", b"print('hi')\n"),)))
         store.put_log(0, 1, "step:1 val_bpb:1.5\nfinal \u2713\n")
         store.put_log(0, 1, "attempt 2\n")  # the last attempt's log replaces the first
         assert store.holds_files is where.is_server
         if where.is_server:
-            assert store.script() == ("train_gpt.py", b"print('hi')\n\x00\xff")
+            assert store.script() == ("train_gpt.py", b"exec(open('lib/run.py').read())\n\x00\xff")
+            assert store.support_files() == {"lib/run.py": b"print('hi')\n"}
             assert store.log(0, 1) == b"attempt 2\n" and store.log(0, 2) is None
         else:
-            assert store.script() is None and store.log(0, 1) is None
+            assert store.script() is None and store.support_files() == {} and store.log(0, 1) is None
 
 
 # --------------------------------------------------------------------------- PostgreSQL's own

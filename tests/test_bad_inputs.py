@@ -73,7 +73,20 @@ def _garbage_store_file(tmp: Path) -> None:
     (tmp / "g" / "golfsweep.db").write_bytes(b"not sqlite at all\n" * 100)
 
 
+def _gpu_sweep(tmp: Path) -> None:
+    write_sweep(tmp, gpus_per_run=8)
+
+
+def _wide_cpu_sweep(tmp: Path) -> None:
+    write_sweep(tmp, gpus_per_run=0, cpus_per_run=64)
+
+
 BAD_COMMANDS = [
+    # a local instance never grows: a run that cannot fit on it is refused before Ray starts
+    BadCommand("run-more-gpus-than-declared", ("run", "{tmp}/sweep.toml", "--dir", "{tmp}/out", "--num-gpus", "4"),
+               ("--num-gpus", "gpus_per_run=8", "would have 4"), _gpu_sweep),
+    BadCommand("run-more-cpus-than-local", ("run", "{tmp}/sweep.toml", "--dir", "{tmp}/out", "--num-cpus", "2"),
+               ("sweep.cpus_per_run", "has 2", "got 64"), _wide_cpu_sweep),
     BadCommand("table-missing-dir", ("table", "{tmp}/nope"), ("sweep directory", "{tmp}/nope")),
     BadCommand("status-missing-dir", ("status", "{tmp}/nope"), ("sweep directory", "{tmp}/nope")),
     BadCommand("table-not-a-sweep-dir", ("table", "{tmp}/empty"), ("golfsweep store", "{tmp}/empty"), _empty_dir),

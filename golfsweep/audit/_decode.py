@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from golfsweep.audit._modules import SiblingImports, top_names
+
 __all__ = ["SOURCE_ATTR", "Expansion", "expand"]
 
 SOURCE_ATTR = "_golfsweep_source"  # set on every node of spliced code: the label of its source
@@ -194,20 +196,47 @@ def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
 
 
 def _tag(tree: ast.Module, label: str) -> None:
+    """Label every node of ``tree`` not already labelled (code spliced deeper keeps its own label)."""
     for node in ast.walk(tree):
-        setattr(node, SOURCE_ATTR, label)
+        if not hasattr(node, SOURCE_ATTR):
+            setattr(node, SOURCE_ATTR, label)
 
 
-def expand(tree: ast.Module, script: Path | None, parse, label: str | None = None, depth: int = 0) -> Expansion:
-    """Splice into ``tree`` the code its ``exec``/``runpy`` statements run, recursively.
+def expand(tree: ast.Module, script: Path | None, parse, label: str | None = None, depth: int = 0,
+           loaded: dict[Path, dict[str, str]] | None = None) -> Expansion:
+    """Splice into ``tree`` the code its ``exec``/``runpy`` statements run and the sibling modules it
+    imports (``_modules``), recursively.
 
     ``parse(text, filename)`` parses decoded text (any Python version); ``label`` is the label of
-    ``tree`` itself (None for the audited file).
+    ``tree`` itself (None for the audited file); ``loaded`` the sibling modules already read.
     """
     ev = _Evaluator(_aliases(tree), _module_constants(tree), script)
     sources: list[str] = []
     notes: list[str] = []
     where = f"{label}, " if label else ""
+    loaded = {} if loaded is None else loaded
+
+    def load(path: Path, sub_label: str) -> ast.Module | None:
+        text, _ = _read_sibling(str(path), script, 0, where, notes)
+        if text is None:
+            return None
+        if depth >= MAX_DEPTH:
+            notes.append(f"{where}{sub_label}: modules nested more than {MAX_DEPTH} levels deep")
+            return None
+        try:
+            sub_tree, _ = parse(text, sub_label)
+        except Exception as e:  # not Python: the import stays, and with it the audit's doubt
+            notes.append(f"{where}{sub_label}: does not parse ({e})")
+            return None
+        inner = expand(sub_tree, path, parse, sub_label, depth + 1, loaded)
+        _tag(inner.tree, sub_label)
+        sources.append(sub_label)
+        sources.extend(inner.sources)
+        notes.extend(inner.notes)
+        return inner.tree
+
+    defs, variables = top_names(tree.body)
+    imports = SiblingImports(script, label, defs | variables, load, loaded)
 
     def rewrite(body: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []
@@ -218,9 +247,12 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
                     setattr(stmt, field, rewrite(block))
             for handler in getattr(stmt, "handlers", []) or []:
                 handler.body = rewrite(handler.body)
-            call = _statement_call(stmt)
-            target = _run_target(call, ev) if call is not None else None
-            spliced = _splice(stmt, target) if target is not None else None
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                spliced = imports.read(stmt)
+            else:
+                call = _statement_call(stmt)
+                target = _run_target(call, ev) if call is not None else None
+                spliced = _splice(stmt, target) if target is not None else None
             out.extend(spliced if spliced is not None else [stmt])
         return out
 
@@ -255,7 +287,7 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
         except Exception as e:  # the payload is not Python: say so, keep the exec as unknown
             notes.append(f"{where}line {stmt.lineno}: the code it runs does not parse ({e})")
             return None
-        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1)
+        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1, loaded)
         _tag(inner.tree, sub_label)
         sources.append(sub_label)
         sources.extend(inner.sources)
@@ -263,6 +295,8 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
         return inner.tree.body
 
     tree.body = rewrite(tree.body)
+    imports.bind(tree)
+    notes.extend(f"{where}{n}" for n in imports.notes)
     return Expansion(tree, sources, notes)
 
 
@@ -273,7 +307,7 @@ def _read_sibling(value, script: Path | None, line: int, where: str, notes: list
     path = Path(value)
     if not path.is_absolute():
         path = script.parent / path
-    if path.resolve().parent != script.resolve().parent:
+    if not path.resolve().is_relative_to(script.resolve().parent):
         notes.append(f"{where}line {line}: runs `{value}`, outside the script's folder; not read")
         return None, ""
     try:

@@ -37,6 +37,18 @@ def make_backend(spec: SweepSpec, *, address: str | None = None, num_cpus: int |
                       num_cpus=num_cpus, num_gpus=num_gpus)
 
 
+def _check_local_size(spec: SweepSpec, num_cpus: int | None, num_gpus: int | None) -> None:
+    """A local instance never grows: a run that does not fit on it would wait for ever."""
+    if spec.gpus_per_run and num_gpus is not None and num_gpus < spec.gpus_per_run:
+        raise GolfsweepError(f"--num-gpus: a run needs all of sweep.gpus_per_run={spec.gpus_per_run} GPUs on one "
+                             f"node, and this local instance would have {num_gpus}; declare at least "
+                             f"{spec.gpus_per_run} or lower gpus_per_run")
+    cpus = num_cpus if num_cpus is not None else os.cpu_count()
+    if not spec.gpus_per_run and cpus and spec.cpus_per_run > cpus:
+        raise GolfsweepError(f"sweep.cpus_per_run: a run needs {spec.cpus_per_run} CPUs on one node, and this local "
+                             f"instance has {cpus} (--num-cpus); lower cpus_per_run, got {spec.cpus_per_run}")
+
+
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path | None = None, *, address: str | None = None,
               backend: RunBackend | None = None, progress: ProgressCallback | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None) -> SweepOutcome:
@@ -48,6 +60,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path | None = None, *, address: 
         raise GolfsweepError(
             f"sweep.gpus_per_run: a local Ray instance has no GPUs unless declared; pass --num-gpus or "
             f"--address, got gpus_per_run={spec.gpus_per_run}")
+    if not address and backend is None:
+        _check_local_size(spec, num_cpus, num_gpus)
     # Everything that can be refused is refused before a Ray instance starts or a cluster is joined.
     paths = SweepPaths.of(sweep_dir)
     checked = check_sweep_dir(spec, paths)

@@ -215,6 +215,86 @@ def test_a_file_outside_the_scripts_folder_is_not_read(tmp_path):
     assert any("outside the script's folder" in n for n in report.notes)
 
 
+# ------------------------------------------------------------------------------------------ sibling modules
+
+TTT_MODULE = textwrap.dedent('''\
+    import torch
+    import torch.nn.functional as F
+
+    SPAN = 512
+
+
+    def adapt(model, val_tokens, score_first=True):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        total = 0.0
+        for start in range(0, val_tokens.numel() - SPAN - 1, SPAN):
+            seg = val_tokens[start:start + SPAN + 1]
+            if score_first:
+                with torch.no_grad():
+                    total += F.cross_entropy(model(seg[:-1]), seg[1:], reduction="sum").item()
+            F.cross_entropy(model(seg[:-1]), seg[1:]).backward()
+            opt.step()
+            opt.zero_grad()
+            if not score_first:
+                with torch.no_grad():
+                    total += F.cross_entropy(model(seg[:-1]), seg[1:], reduction="sum").item()
+        return total
+
+
+    def main():
+        print("the module's own entry point, never run on import")
+    ''')
+
+SCRIPT = textwrap.dedent('''\
+    import numpy as np
+    import torch
+    {imports}
+
+
+    def main():
+        held = torch.from_numpy(np.fromfile("./data/fineweb_val_000000.bin", dtype=np.uint16).astype(np.int64))
+        lm = torch.nn.Sequential(torch.nn.Embedding(1024, 16), torch.nn.Linear(16, 1024))
+        print("val_loss", {call}(lm, held, score_first={first}))
+
+
+    if __name__ == "__main__":
+        main()
+    ''')
+
+
+@pytest.mark.parametrize("imports,call", [
+    ("import ttt", "ttt.adapt"), ("import ttt as t", "t.adapt"), ("from ttt import adapt", "adapt"),
+    ("from ttt import adapt as go", "go"), ("from ttt import *", "adapt"),
+])
+@pytest.mark.parametrize("first,verdict", [(True, Verdict.CLEAN), (False, Verdict.FLAGGED)])
+def test_a_module_beside_the_script_that_it_imports_is_read(tmp_path, imports, call, first, verdict):
+    (tmp_path / "ttt.py").write_text(TTT_MODULE)
+    (tmp_path / "train_gpt.py").write_text(SCRIPT.format(imports=imports, call=call, first=first))
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is verdict, report.to_dict()
+    assert not any("not part of the audited file" in n for n in report.notes)
+    assert any(s.startswith("ttt.py (imported by train_gpt.py line 3)") for s in report.sources)
+    if verdict is Verdict.FLAGGED:  # pointing into the module, at its lines
+        hits = [f for f in report.findings if f.severity is Severity.VIOLATION]
+        assert hits and all(f.source.startswith("ttt.py") and 9 <= f.line <= 21 for f in hits)
+
+
+def test_without_the_module_beside_it_the_audit_stays_unsure(tmp_path):
+    (tmp_path / "train_gpt.py").write_text(SCRIPT.format(imports="import ttt", call="ttt.adapt", first=False))
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is Verdict.UNKNOWN
+    assert any("imports `ttt`, which is not part of the audited file" in n for n in report.notes)
+
+
+def test_a_module_variable_the_script_also_binds_leaves_the_module_unread(tmp_path):
+    (tmp_path / "ttt.py").write_text(TTT_MODULE)
+    script = SCRIPT.format(imports="import ttt\nSPAN = 64", call="ttt.adapt", first=True)
+    (tmp_path / "train_gpt.py").write_text(script)
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is Verdict.UNKNOWN
+    assert any("whose `SPAN` is also bound by train_gpt.py" in n for n in report.notes)
+
+
 # ------------------------------------------------------------------------------------------ newer syntax
 
 

@@ -1,0 +1,154 @@
+"""Modules beside the script that it imports: their code is read as part of the script.
+
+``import helpers`` or ``from ttt import run_ttt`` with ``helpers.py`` / ``ttt.py`` in the script's
+folder runs that file (Python puts the script's folder first on ``sys.path``), so the audit reads it
+in place of the import, as it reads ``exec(open(<sibling>).read())``. A module's code is spliced
+once, at its first import, without its ``if __name__ == "__main__":`` block. Its names are bound as
+Python binds them: ``from M import a as b`` assigns ``b``; ``import M as m`` turns ``m.a`` into the
+module's ``a``. A function or class whose name the importer also defines is renamed inside the
+module (``ttt__main``); a module variable whose name the importer also binds would make the two
+programs indistinguishable, so such a module is left unread (and the audit stays unsure about it).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["SiblingImports", "top_names"]
+
+
+def top_names(body: list[ast.stmt]) -> tuple[set[str], set[str]]:
+    """Functions and classes, and variables, bound at the top level of ``body``."""
+    defs: set[str] = set()
+    variables: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defs.add(stmt.name)
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for t in targets:
+                variables.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    return defs, variables
+
+
+def _is_main_guard(stmt: ast.stmt) -> bool:
+    t = stmt.test if isinstance(stmt, ast.If) else None
+    return isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.names:
+            return ast.copy_location(ast.Name(id=self.names[node.id], ctx=node.ctx), node)
+        return node
+
+    def _def(self, node):
+        node.name = self.names.get(node.name, node.name)
+        self.generic_visit(node)
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _def
+
+
+class _BindAttributes(ast.NodeTransformer):
+    """``m.a`` where ``m`` is an imported sibling module: the module's ``a`` as the script names it."""
+
+    def __init__(self, aliases: dict[str, dict[str, str]]) -> None:
+        self.aliases = aliases
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.attr in self.aliases.get(node.value.id, {}):
+            return ast.copy_location(ast.Name(id=self.aliases[node.value.id][node.attr], ctx=node.ctx), node)
+        self.generic_visit(node)
+        return node
+
+
+class SiblingImports:
+    """The sibling-module imports of one file being expanded. ``read(stmt)`` returns what replaces
+    an import statement (None: leave it); ``bind(tree)`` rewrites ``module.name`` afterwards."""
+
+    def __init__(self, script: Path | None, label: str | None, taken: set[str],
+                 load: Callable[[Path, str], ast.Module | None], loaded: dict[Path, dict[str, str]]) -> None:
+        self.script = script
+        self.label = label
+        self.taken = taken  # top-level names of the importer: a module's defs are renamed around them
+        self.load = load  # (file, label) -> its expanded tree, or None (a note says why)
+        self.loaded = loaded  # shared with nested expansions: file -> {module name: name in the script}
+        self.aliases: dict[str, dict[str, str]] = {}
+        self.notes: list[str] = []
+
+    def resolve(self, dotted: str) -> Path | None:
+        if self.script is None:
+            return None
+        folder = self.script.parent.resolve()
+        path = folder.joinpath(*dotted.split(".")).with_suffix(".py")
+        return path if path.is_file() and path.resolve().is_relative_to(folder) and path != self.script else None
+
+    def read(self, stmt: ast.stmt) -> list[ast.stmt] | None:
+        if isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module:
+            path = self.resolve(stmt.module)
+            if path is None:
+                return None
+            spliced, names = self._module(path, stmt)
+            if names is None:
+                return None
+            wanted = [(k, k) for k in names if not k.startswith("_")] if any(a.name == "*" for a in stmt.names) \
+                else [(a.name, a.asname or a.name) for a in stmt.names]
+            binds = [ast.Assign(targets=[ast.Name(id=bound, ctx=ast.Store())], value=ast.Name(id=names[src], ctx=ast.Load()))
+                     for src, bound in wanted if src in names and names[src] != bound]
+            return self._located(spliced + binds, stmt)
+        if not isinstance(stmt, ast.Import):
+            return None
+        out: list[ast.stmt] = []
+        rest: list[ast.alias] = []
+        for alias in stmt.names:
+            path = self.resolve(alias.name) if alias.asname or "." not in alias.name else None
+            spliced, names = self._module(path, stmt) if path is not None else ([], None)
+            if names is None:
+                rest.append(alias)
+                continue
+            out += spliced
+            self.aliases[alias.asname or alias.name] = names
+        if len(rest) == len(stmt.names):
+            return None
+        if rest:
+            out.insert(0, ast.Import(names=rest))
+        return self._located(out, stmt)
+
+    def _module(self, path: Path, stmt: ast.stmt) -> tuple[list[ast.stmt], dict[str, str] | None]:
+        if path in self.loaded:  # imported before: Python runs a module once
+            return [], self.loaded[path]
+        where = self.label or (self.script.name if self.script else "the script")
+        tree = self.load(path, f"{path.name} (imported by {where} line {stmt.lineno})")
+        if tree is None:
+            return [], None
+        body = [s for s in tree.body if not _is_main_guard(s)]
+        defs, variables = top_names(body)
+        clash = sorted(variables & self.taken)
+        if clash:
+            self.notes.append(f"line {stmt.lineno}: imports `{path.stem}`, whose `{clash[0]}` is also bound by "
+                              f"{where}; not read")
+            return [], None
+        renamed = {n: f"{path.stem}__{n}" for n in defs & self.taken}
+        if renamed:
+            body = [_Rename(renamed).visit(s) for s in body]
+        names = {n: renamed.get(n, n) for n in defs | variables}
+        self.loaded[path] = names
+        return body, names
+
+    @staticmethod
+    def _located(stmts: list[ast.stmt], at: ast.stmt) -> list[ast.stmt]:
+        for s in stmts:
+            if not hasattr(s, "lineno"):
+                ast.copy_location(s, at)
+                ast.fix_missing_locations(s)
+        return stmts
+
+    def bind(self, tree: ast.Module) -> None:
+        if self.aliases:
+            _BindAttributes(self.aliases).visit(tree)

@@ -112,6 +112,13 @@ class CallMixin:
             if args[0].snap is not None:
                 self.judge.load_weights(st.led, args[0].snap, recv.models)
             return CLEAN
+        if attr in ("parameters", "named_parameters") and not node.args and recv.models \
+                and not self._is_optimizer(recv):  # the weights themselves, with the updates they have seen
+            return replace(recv.data(), snap=self.judge.weights(st.led, recv.models))
+        if attr == "copy_" and len(node.args) == 1 and recv.models and self._restores(node.args[0], st):
+            # ``p.data.copy_(saved[n])`` over a model's parameters: saved weights put back, as load_state_dict
+            self.judge.load_weights(st.led, self.ev(node.args[0], st).snap, recv.models)
+            return CLEAN
         targets = self._resolve_method(recv, attr)  # a method of one of the script's classes
         if targets:
             args, kwargs = self._ev_args(node, st)
@@ -311,7 +318,10 @@ class CallMixin:
         if qual.startswith("torch.optim.") and short[:1].isupper():
             return V(inst=frozenset({OPTIMIZER}))
         if qual.startswith("torch.nn.") and short[:1].isupper() and short not in vocab.LOSS_MODULES:
-            return V(models=frozenset({f"{short}@{node.lineno}"}))  # a library module: a model object
+            # A library module is a model object; one built around the script's modules (DDP(model),
+            # Sequential(a, b)) holds their very parameters: the same models, not a new one.
+            held = frozenset().union(*(a.models for a in [*args, *kwargs.values()]))
+            return V(models=held or frozenset({f"{short}@{node.lineno}"}))
         if qual == "copy.deepcopy" and args and args[0].models:
             new = f"copy@{node.lineno}"
             self.judge.clone_model(st.led, args[0].models, new)
@@ -449,10 +459,10 @@ class CallMixin:
                 v = self._default(defaults[i])
             else:
                 v = CLEAN
-            env[p.arg] = self.name_source(p.arg, v)
+            env[p.arg] = self.name_source(p.arg, v, vocab.is_scalar_annotation(p.annotation))
         for p, d in zip(a.kwonlyargs, a.kw_defaults):
             v = kwargs[p.arg] if p.arg in kwargs else (self._default(d) if d is not None else CLEAN)
-            env[p.arg] = self.name_source(p.arg, v)
+            env[p.arg] = self.name_source(p.arg, v, vocab.is_scalar_annotation(p.annotation))
         named = {p.arg for p in positional + a.kwonlyargs}
         if a.vararg:
             extra = tuple(args[len(positional):])

@@ -220,15 +220,19 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
         text, _ = _read_sibling(str(path), script, 0, where, notes)
         if text is None:
             return None
+        return read_in(text, path, sub_label, f"{where}{sub_label}: ")
+
+    def read_in(text: str, sub_script: Path | None, sub_label: str, at: str) -> ast.Module | None:
+        """``text`` parsed and expanded in turn, labelled ``sub_label``; None (and a note) when it cannot be."""
         if depth >= MAX_DEPTH:
-            notes.append(f"{where}{sub_label}: modules nested more than {MAX_DEPTH} levels deep")
+            notes.append(f"{at}code nested more than {MAX_DEPTH} levels deep")
             return None
         try:
             sub_tree, _ = parse(text, sub_label)
-        except Exception as e:  # not Python: the import stays, and with it the audit's doubt
-            notes.append(f"{where}{sub_label}: does not parse ({e})")
+        except Exception as e:  # not Python: the statement stays, and with it the audit's doubt
+            notes.append(f"{at}the code it runs does not parse ({e})")
             return None
-        inner = expand(sub_tree, path, parse, sub_label, depth + 1, loaded)
+        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1, loaded)
         _tag(inner.tree, sub_label)
         sources.append(sub_label)
         sources.extend(inner.sources)
@@ -279,20 +283,8 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
             sub_label = f"code decoded from {label or (script.name if script else 'the script')} line " \
                         f"{stmt.lineno} ({steps})"
             sub_script = script
-        if depth >= MAX_DEPTH:
-            notes.append(f"{where}line {stmt.lineno}: wrapped code nested more than {MAX_DEPTH} levels deep")
-            return None
-        try:
-            sub_tree, _ = parse(text, sub_label)
-        except Exception as e:  # the payload is not Python: say so, keep the exec as unknown
-            notes.append(f"{where}line {stmt.lineno}: the code it runs does not parse ({e})")
-            return None
-        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1, loaded)
-        _tag(inner.tree, sub_label)
-        sources.append(sub_label)
-        sources.extend(inner.sources)
-        notes.extend(inner.notes)
-        return inner.tree.body
+        inner = read_in(text, sub_script, sub_label, f"{where}line {stmt.lineno}: ")
+        return inner.body if inner is not None else None
 
     tree.body = rewrite(tree.body)
     imports.bind(tree)

@@ -75,8 +75,12 @@ class ExprMixin:
             return V(lib=f"{self.star_modules[0]}.{name}")
         return UNK
 
-    def name_source(self, name: str, v: V) -> V:
-        """A value with no traced origin, stored under a name that says which split it holds."""
+    def name_source(self, name: str, v: V, scalar: bool = False) -> V:
+        """A value with no traced origin, stored under a name that says which split it holds. A value
+        typed or known as a number (``scalar``: annotated ``int``/``float``/``bool``, or a class field
+        so annotated) is a setting, not data, whatever its name says."""
+        if scalar or name in self.scalar_attrs or isinstance(v.const, (int, float)):
+            return v
         if not (v.val or v.out) and vocab.is_split_name(name, vocab.VAL_WORDS):
             self.saw_val = True
             self.judge.events += 1
@@ -342,18 +346,27 @@ class ExprMixin:
         return self.ev(node.value, st)
 
     def _ev_elts(self, elts: list[ast.expr | None], st) -> V:
-        vals = [self.ev(e, st) for e in elts if e is not None]
+        return self._joined_elts([self.ev(e, st) for e in elts if e is not None], len(elts))
+
+    @staticmethod
+    def _joined_elts(vals: list[V], n: int) -> V:
         res = join(*vals)
-        if vals and all(v.known() for v in vals) and len(vals) == len(elts):
+        if vals and all(v.known() for v in vals) and len(vals) == n:
             return const(tuple(v.const for v in vals), frozenset().union(*(v.envkeys for v in vals)))
         return res.data() if res.known() else res
 
     def ev_Tuple(self, node: ast.Tuple, st) -> V:
         if any(isinstance(e, ast.Starred) for e in node.elts):
             return join(*(self.ev(e, st) for e in node.elts)).data()
-        return self._ev_elts(node.elts, st)
+        vals = [self.ev(e, st) for e in node.elts]
+        res = self._joined_elts(vals, len(node.elts))
+        # A tuple keeps its elements apart, so ``a, b = f()`` with ``return x, y`` gets each its own.
+        return res if res.known() else replace(res, items=tuple(vals))
 
-    ev_List = ev_Tuple
+    def ev_List(self, node: ast.List, st) -> V:
+        if any(isinstance(e, ast.Starred) for e in node.elts):
+            return join(*(self.ev(e, st) for e in node.elts)).data()
+        return self._ev_elts(node.elts, st)
 
     def ev_Set(self, node: ast.Set, st) -> V:
         res = join(*(self.ev(e, st) for e in node.elts))

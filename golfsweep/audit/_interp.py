@@ -12,7 +12,8 @@ so ``if`` statements on it take one arm. The arm a switch turns off is still rea
 throw-away copy of the state, so access rules can be checked there and protocol problems named as
 warnings; its effects never reach the code after it. Branches on anything unknown (rank, CUDA) run
 both arms and join. Loop bodies run twice; at the back edge "current chunk" becomes "earlier chunk".
-Statements are here; expressions and calls are the mixins in :mod:`._exprs` and :mod:`._calls`.
+Statements are here; expressions, calls and assignments are the mixins in :mod:`._exprs`,
+:mod:`._calls` and :mod:`._assign`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import ast
 from collections.abc import Mapping
 from dataclasses import replace
 
+from golfsweep.audit import _vocab as vocab
+from golfsweep.audit._assign import AssignMixin
 from golfsweep.audit._calls import CallMixin
 from golfsweep.audit._decode import SOURCE_ATTR
 from golfsweep.audit._exprs import ExprMixin
 from golfsweep.audit._rules import Judge, Where
 from golfsweep.audit._state import ClassTable, Frame, LoopCtx, State, fact_key, join_states
-from golfsweep.audit._values import CLEAN, CUR, EMPTY, NO_CONST, V, const, drop, join, shift, vmap
+from golfsweep.audit._values import CLEAN, CUR, EMPTY, V, drop, join, shift, vmap
 
 __all__ = ["Interp"]
 
@@ -35,7 +38,7 @@ class OverBudget(Exception):
     pass
 
 
-class Interp(ExprMixin, CallMixin, ClassTable):
+class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
     MAX_DEPTH = 30
     MAX_SWITCHES = 3  # switched-off arms explored inside each other
     MAX_SPLITS = 2  # paths split on correlated unknown conditions, inside each other
@@ -69,6 +72,7 @@ class Interp(ExprMixin, CallMixin, ClassTable):
         self._induction: dict[int, set[str]] = {}
         self.star_modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level
                              and n.module and any(a.name == "*" for a in n.names)]
+        self.scalar_attrs = vocab.scalar_fields(tree)  # class fields typed as numbers: settings, not data
         self.collect_classes()
 
     @property
@@ -286,80 +290,6 @@ class Interp(ExprMixin, CallMixin, ClassTable):
             for c, (nb, nc) in zip(fr.loops, ctx):
                 del c.breaks[nb:], c.continues[nc:]
 
-    # -- assignment ------------------------------------------------------------------------------
-
-    def _exec_assign(self, targets: list[ast.expr], value: ast.expr, st: State) -> None:
-        if isinstance(value, (ast.Tuple, ast.List)) and not any(isinstance(e, ast.Starred) for e in value.elts) \
-                and len(targets) == 1 and isinstance(targets[0], (ast.Tuple, ast.List)) \
-                and len(targets[0].elts) == len(value.elts):
-            parts = [self.ev(e, st) for e in value.elts]
-            for t, e, v in zip(targets[0].elts, value.elts, parts):
-                self.assign(t, v, st, e)
-            return
-        v = self.ev(value, st)
-        for t in targets:
-            self.assign(t, v, st, value)
-
-    def assign(self, target: ast.expr, v: V, st: State, value_node: ast.expr | None) -> None:
-        fr = self.frame
-        if isinstance(target, ast.Name):
-            st.forget(target.id)
-            st.env[target.id] = self.name_source(target.id, v)
-            alias = self._loop_alias(value_node)
-            if alias is not None:
-                fr.loopvars[target.id] = alias
-            else:
-                fr.loopvars.pop(target.id, None)
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            items = v.const if v.known() and isinstance(v.const, tuple) and len(v.const) == len(target.elts) else None
-            rest = replace(v, const=NO_CONST, envkeys=EMPTY)
-            for i, e in enumerate(target.elts):
-                self.assign(e, const(items[i], v.envkeys) if items is not None else rest, st, None)
-        elif isinstance(target, ast.Starred):
-            self.assign(target.value, v.data(), st, None)
-        elif isinstance(target, ast.Attribute):
-            st.forget(target.attr)
-            base = self.ev(target.value, st)
-            self.store_attr(base, target.attr, v)
-        elif isinstance(target, ast.Subscript):
-            self.ev(target.slice, st)
-            self.mutate(target.value, v.data(), st)
-
-    def store_attr(self, base: V, attr: str, v: V) -> None:
-        v = self.name_source(attr, v)
-        if not v.plain() or v.inst or v.funcs:
-            self.judge.events += 1
-        for c in base.inst | base.classes:
-            old = self.attrs.get((c, attr))
-            self.attrs[(c, attr)] = join(old, v) if old is not None else v
-        old = self.attrs.get((None, attr))
-        self.attrs[(None, attr)] = join(old, v) if old is not None else v
-
-    def mutate(self, target: ast.expr, v: V, st: State) -> None:
-        """``xs.append(v)``, ``buf[i] = v``: the container now also holds ``v``."""
-        if v.plain() and not v.alts:
-            return
-        if isinstance(target, ast.Name):
-            st.env[target.id] = join(self.lookup(target.id, st), v).data()
-            self.frame.mutated.add(target.id)
-        elif isinstance(target, ast.Attribute):
-            self.store_attr(self.ev(target.value, st), target.attr, v)
-        elif isinstance(target, ast.Subscript):
-            self.mutate(target.value, v, st)
-
-    def _loop_alias(self, node: ast.expr | None) -> tuple[int, int] | None:
-        """``j = i - 1`` inside ``for i in ...``: ``j`` names the previous iteration's index."""
-        lv = self.frame.loopvars
-        if isinstance(node, ast.Name) and node.id in lv:
-            return lv[node.id]
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) \
-                and isinstance(node.left, ast.Name) and node.left.id in lv \
-                and isinstance(node.right, ast.Constant) and isinstance(node.right.value, int):
-            L, off = lv[node.left.id]
-            k = node.right.value
-            return L, off + (k if isinstance(node.op, ast.Add) else -k)
-        return None
-
     # -- loops -----------------------------------------------------------------------------------
 
     def loop_id(self, node: ast.AST) -> int:
@@ -387,6 +317,8 @@ class Interp(ExprMixin, CallMixin, ClassTable):
         fr = self.frame
         L = self.loop_id(node)
         is_for = not isinstance(node, ast.While)
+        if is_for and self.restores_weights(node, st):  # ``for n, p in m.named_parameters(): p.data.copy_(saved[n])``
+            return st
         iters: list[V] = []
         call_name = None
         if is_for:

@@ -5,9 +5,9 @@ folder runs that file (Python puts the script's folder first on ``sys.path``), s
 in place of the import, as it reads ``exec(open(<sibling>).read())``. A module's code is spliced
 once, at its first import, without its ``if __name__ == "__main__":`` block. Its names are bound as
 Python binds them: ``from M import a as b`` assigns ``b``; ``import M as m`` turns ``m.a`` into the
-module's ``a``. A function or class whose name the importer also defines is renamed inside the
-module (``ttt__main``); a module variable whose name the importer also binds would make the two
-programs indistinguishable, so such a module is left unread (and the audit stays unsure about it).
+module's ``a``. A module-level name the importer also binds (a function, a class, a variable) is
+renamed inside the module (``ttt__main``) wherever it means the module's own binding, so each file
+keeps its meaning.
 """
 
 from __future__ import annotations
@@ -38,21 +38,77 @@ def _is_main_guard(stmt: ast.stmt) -> bool:
     return isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
 
 
+def _local_names(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
+    """Names a function binds for itself (parameters, assignments, loop targets, imports, nested
+    definitions), less those it declares ``global``: there a module name is shadowed."""
+    a = fn.args
+    names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {x.arg for x in (a.vararg, a.kwarg) if x}
+    declared: set[str] = set()
+    todo = list(fn.body) if isinstance(fn.body, list) else [fn.body]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue  # its own scope
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((x.asname or x.name).split(".")[0] for x in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+    return names - declared
+
+
 class _Rename(ast.NodeTransformer):
+    """Rename module-level names of a module (``names``: old -> new), where they refer to the
+    module's own binding: not inside a function that binds the same name for itself."""
+
     def __init__(self, names: dict[str, str]) -> None:
         self.names = names
+        self.shadowed: list[set[str]] = []
+
+    def _renames(self, name: str) -> bool:
+        return name in self.names and not any(name in s for s in self.shadowed)
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in self.names:
+        if self._renames(node.id):
             return ast.copy_location(ast.Name(id=self.names[node.id], ctx=node.ctx), node)
         return node
 
-    def _def(self, node):
-        node.name = self.names.get(node.name, node.name)
-        self.generic_visit(node)
+    def visit_Global(self, node: ast.Global) -> ast.AST:
+        node.names = [self.names[n] if self._renames(n) else n for n in node.names]
         return node
 
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _def
+    def _function(self, node):
+        if not self.shadowed and node.name in self.names:  # a module-level def or class
+            node.name = self.names[node.name]
+        for field in ("decorator_list", "returns"):
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                setattr(node, field, [self.visit(v) for v in value])
+            elif value is not None:
+                setattr(node, field, self.visit(value))
+        if isinstance(node, ast.ClassDef):
+            node.bases = [self.visit(b) for b in node.bases]
+            node.body = [self.visit(b) for b in node.body]
+            return node
+        node.args = self.visit(node.args)  # defaults are evaluated in the enclosing scope
+        self.shadowed.append(_local_names(node))
+        node.body = [self.visit(b) for b in node.body]
+        self.shadowed.pop()
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _function
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        node.args = self.visit(node.args)
+        self.shadowed.append(_local_names(node))
+        node.body = self.visit(node.body)
+        self.shadowed.pop()
+        return node
 
 
 class _BindAttributes(ast.NodeTransformer):
@@ -129,14 +185,10 @@ class SiblingImports:
             return [], None
         body = [s for s in tree.body if not _is_main_guard(s)]
         defs, variables = top_names(body)
-        clash = sorted(variables & self.taken)
-        if clash:
-            self.notes.append(f"line {stmt.lineno}: imports `{path.stem}`, whose `{clash[0]}` is also bound by "
-                              f"{where}; not read")
-            return [], None
-        renamed = {n: f"{path.stem}__{n}" for n in defs & self.taken}
-        if renamed:
-            body = [_Rename(renamed).visit(s) for s in body]
+        renamed = {n: f"{path.stem}__{n}" for n in (defs | variables) & self.taken}
+        if renamed:  # the module keeps its own meaning of a name the importer also binds
+            rename = _Rename(renamed)
+            body = [rename.visit(s) for s in body]
         names = {n: renamed.get(n, n) for n in defs | variables}
         self.loaded[path] = names
         return body, names

@@ -225,6 +225,8 @@ class Judge:
         led.scored = frozenset()
         kept = {e for e in led.updated if models and e[2] not in models and e[2] != ANY_MODEL}
         led.updated = frozenset(kept | {(u, line, m) for u, line in snap for m in (models or {ANY_MODEL})})
+        if not led.updated and not led.reloaded:  # back to weights no validation token trained: not evaluating
+            led.evaluating = ""
 
     def finish(self) -> list[Finding]:
         for fs in self.pending.values():

@@ -7,6 +7,7 @@ data flow and the artifact's round trip.
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 import sys
@@ -129,6 +130,35 @@ def is_source_call(name: str, split_words: frozenset[str]) -> bool:
     ws = set(words(name))
     return bool(ws & split_words) and bool(ws & (DATA_WORDS | FUNC_WORDS_DATA_SOURCE)) \
         and not (ws & CONFIG_WORDS) and not (ws & {"eval", "evaluate", "score", "ttt"} - split_words)
+
+
+SCALAR_TYPES = frozenset({"int", "float", "bool"})
+
+
+def is_scalar_annotation(node) -> bool:
+    """``int``, ``float``, ``bool`` (or ``Optional``/``| None`` of one): a setting or a count, never
+    token data, whatever its name says (``eval_batches: int``)."""
+    if isinstance(node, ast.Name):
+        return node.id in SCALAR_TYPES
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.replace(" ", "") in SCALAR_TYPES | {f"{t}|None" for t in SCALAR_TYPES}
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        parts = [node.left, node.right]
+        none = [x for x in parts if isinstance(x, ast.Constant) and x.value is None]
+        return len(none) == 1 and is_scalar_annotation(next(x for x in parts if x not in none))
+    if isinstance(node, ast.Subscript) and isinstance(node.value, (ast.Name, ast.Attribute)):
+        name = node.value.id if isinstance(node.value, ast.Name) else node.value.attr
+        return name == "Optional" and is_scalar_annotation(node.slice)
+    return False
+
+
+def scalar_fields(tree) -> frozenset[str]:
+    """Fields declared with a number type, in a class body (``eval_batches: int = 8``) or on ``self``
+    (``self.n: int = 0``): settings and counts, never token data, whatever their names say."""
+    fields = [b for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for b in c.body if isinstance(b, ast.AnnAssign)]
+    fields += [b for b in ast.walk(tree) if isinstance(b, ast.AnnAssign) and isinstance(b.target, ast.Attribute)]
+    return frozenset(b.target.id if isinstance(b.target, ast.Name) else b.target.attr for b in fields
+                     if isinstance(b.target, (ast.Name, ast.Attribute)) and is_scalar_annotation(b.annotation))
 
 
 def module_known(qual: str) -> bool:

@@ -215,6 +215,142 @@ def test_a_file_outside_the_scripts_folder_is_not_read(tmp_path):
     assert any("outside the script's folder" in n for n in report.notes)
 
 
+# ------------------------------------------------------------------------------------------ weights put back
+
+PERIODIC = """\
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+def eval_val(model, val_tokens, ttt_lr=0.0):
+    opt = torch.optim.SGD(model.parameters(), lr=ttt_lr)
+    total = 0.0
+    for start in range(0, val_tokens.numel() - 513, 512):
+        seg = val_tokens[start:start + 513]
+        with torch.no_grad():
+            total += F.cross_entropy(model(seg[:-1]), seg[1:], reduction="sum").item()
+        F.cross_entropy(model(seg[:-1]), seg[1:]).backward()
+        opt.step()
+        opt.zero_grad()
+    return total
+
+
+def main():
+    train = torch.from_numpy(np.fromfile("./data/fineweb_train_000000.bin", dtype=np.uint16).astype(np.int64))
+    val_tokens = torch.from_numpy(np.fromfile("./data/fineweb_val_000000.bin", dtype=np.uint16).astype(np.int64))
+    base = torch.nn.Sequential(torch.nn.Embedding(1024, 16), torch.nn.Linear(16, 1024))
+    model = {wrap}
+    opt = torch.optim.AdamW(model.parameters())
+    for step in range(1000):
+        if step % 100 == 0:  # in-training validation with TTT on a copy of the weights, then put back
+            saved = {{n: p.data.clone() for n, p in base.named_parameters()}}
+            print("val", eval_val(model, val_tokens, ttt_lr=1e-4))
+{restore}
+        x = train[step * 64:(step + 1) * 64 + 1]
+        F.cross_entropy(model(x[:-1]), x[1:]).backward()
+        opt.step()
+        opt.zero_grad()
+    print("final", eval_val(model, val_tokens, ttt_lr=1e-4))
+
+
+if __name__ == "__main__":
+    main()
+"""
+RESTORE = """\
+            for n, p in base.named_parameters():
+                p.data.copy_(saved[n])"""
+
+
+@pytest.mark.parametrize("wrap", ["base", "DDP(base)"])
+@pytest.mark.parametrize("restore,verdict", [(RESTORE, Verdict.CLEAN), ("            pass", Verdict.FLAGGED)])
+def test_in_training_ttt_whose_weights_are_put_back_leaves_no_trace(wrap, restore, verdict):
+    # copying saved weights into every parameter is load_state_dict; DDP(base) holds base's parameters
+    report = audit_source(PERIODIC.format(wrap=wrap, restore=restore))
+    assert report.verdict is verdict, report.to_dict()
+
+
+def test_a_returned_tuple_keeps_its_elements_apart():
+    # one file split by position into train and validation, returned together: training batches
+    # drawn at random from the train part are not validation tokens
+    report = snippet("""
+        import random
+        import sys
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        def splits(path):
+            raw = np.fromfile(path, dtype=np.uint8)
+            train_tokens = torch.tensor(raw[:100000].astype(np.int64))
+            val_tokens = torch.tensor(raw[100000:].astype(np.int64))
+            return train_tokens, val_tokens, {"n": raw.size}
+
+        def batch(tokens, starts):
+            rows = torch.stack([tokens[s:s + 65] for s in starts])
+            return rows[:, :-1], rows[:, 1:]
+
+        def main():
+            train_tokens, val_tokens, meta = splits(sys.argv[1])
+            model = torch.nn.Sequential(torch.nn.Embedding(256, 16), torch.nn.Linear(16, 256))
+            opt = torch.optim.AdamW(model.parameters())
+            rng = random.Random(0)
+            for step in range(100):
+                x, y = batch(train_tokens, rng.sample(range(90000), 8))
+                F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
+                opt.step()
+                opt.zero_grad()
+            with torch.no_grad():
+                x, y = batch(val_tokens, list(range(0, 8000, 64)))
+                print("val", F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item())
+
+        main()
+    """)
+    assert report.verdict is Verdict.CLEAN, report.to_dict()
+
+
+SETTING = """
+    from dataclasses import dataclass
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    @dataclass
+    class Cfg:
+        eval_batches{ann} = 4
+
+    def train_steps(model, opt, train, {param}):
+        for step in range(100):
+            off = (step + {use}) * 64
+            x = train[off:off + 65]
+            F.cross_entropy(model(x[:-1]), x[1:]).backward()
+            opt.step()
+            opt.zero_grad()
+
+    def main():
+        train = torch.from_numpy(np.fromfile("./data/fineweb_train_000000.bin", dtype=np.uint16).astype(np.int64))
+        val = torch.from_numpy(np.fromfile("./data/fineweb_val_000000.bin", dtype=np.uint16).astype(np.int64))
+        model = torch.nn.Sequential(torch.nn.Embedding(1024, 16), torch.nn.Linear(16, 1024))
+        opt = torch.optim.AdamW(model.parameters())
+        train_steps(model, opt, train, {arg})
+        with torch.no_grad():
+            print("val", F.cross_entropy(model(val[:-1]), val[1:]).item())
+
+    main()
+"""
+
+
+@pytest.mark.parametrize("ann,param,use,arg", [
+    ("", "eval_batches: int", "eval_batches", "4"),  # a parameter typed as a number
+    (": int", "cfg", "cfg.eval_batches", "Cfg()"),  # a class field typed as a number
+])
+def test_a_setting_typed_as_a_number_is_not_data_whatever_its_name(ann, param, use, arg):
+    # ``eval_batches`` reads like validation data; typed ``int`` it is a count
+    report = snippet(SETTING.format(ann=ann or ": int", param=param, use=use, arg=arg))
+    assert report.verdict is Verdict.CLEAN, report.to_dict()
+
+
 # ------------------------------------------------------------------------------------------ sibling modules
 
 TTT_MODULE = textwrap.dedent('''\
@@ -286,13 +422,16 @@ def test_without_the_module_beside_it_the_audit_stays_unsure(tmp_path):
     assert any("imports `ttt`, which is not part of the audited file" in n for n in report.notes)
 
 
-def test_a_module_variable_the_script_also_binds_leaves_the_module_unread(tmp_path):
-    (tmp_path / "ttt.py").write_text(TTT_MODULE)
-    script = SCRIPT.format(imports="import ttt\nSPAN = 64", call="ttt.adapt", first=True)
+@pytest.mark.parametrize("first,verdict", [(True, Verdict.CLEAN), (False, Verdict.FLAGGED)])
+def test_names_both_files_bind_keep_their_own_meaning(tmp_path, first, verdict):
+    # the script's SPAN and main are not the module's: the module's are renamed where they mean its own
+    module = TTT_MODULE.replace("def main():", "def main(SPAN=1):\n    return SPAN")
+    (tmp_path / "ttt.py").write_text(module)
+    script = SCRIPT.format(imports="import ttt\nSPAN = 'not a number'", call="ttt.adapt", first=first)
     (tmp_path / "train_gpt.py").write_text(script)
     report = audit_file(tmp_path / "train_gpt.py")
-    assert report.verdict is Verdict.UNKNOWN
-    assert any("whose `SPAN` is also bound by train_gpt.py" in n for n in report.notes)
+    assert report.verdict is verdict, report.to_dict()
+    assert not any("not part of the audited file" in n for n in report.notes)
 
 
 # ------------------------------------------------------------------------------------------ newer syntax

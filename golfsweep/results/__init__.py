@@ -3,15 +3,8 @@ store on a PostgreSQL server from any machine, no cluster."""
 
 from golfsweep.results._export import export_record
 from golfsweep.results._report import render_report, write_report
-from golfsweep.results._significance import (
-    Baseline,
-    BaselineRun,
-    Significance,
-    format_significance,
-    load_baseline,
-    significance,
-    significance_of,
-)
+from golfsweep.results._baseline import Baseline, BaselineRun, load_baseline
+from golfsweep.results._significance import Significance, format_significance, significance, significance_of
 from golfsweep.results._runtime import pick_trial, runtime_checks, runtime_checks_for, sweep_configs, trial_env
 from golfsweep.results._status import format_status
 from golfsweep.results._store import LeaseHeld, RunRecord, Store, TrialRecord, TrialStatus

@@ -203,22 +203,27 @@ def _tag(tree: ast.Module, label: str) -> None:
 
 
 def expand(tree: ast.Module, script: Path | None, parse, label: str | None = None, depth: int = 0,
-           loaded: dict[Path, dict[str, str]] | None = None) -> Expansion:
+           loaded: dict[Path, dict[str, str]] | None = None, folder: Path | None = None) -> Expansion:
     """Splice into ``tree`` the code its ``exec``/``runpy`` statements run and the sibling modules it
     imports (``_modules``), recursively.
 
     ``parse(text, filename)`` parses decoded text (any Python version); ``label`` is the label of
-    ``tree`` itself (None for the audited file); ``loaded`` the sibling modules already read.
+    ``tree`` itself (None for the audited file); ``loaded`` the sibling modules already read;
+    ``folder`` where imports resolve (the audited script's folder, also for the files it runs).
     """
     ev = _Evaluator(_aliases(tree), _module_constants(tree), script)
     sources: list[str] = []
     notes: list[str] = []
     where = f"{label}, " if label else ""
     loaded = {} if loaded is None else loaded
+    folder = folder or (script.parent if script is not None else None)
 
     def load(path: Path, sub_label: str) -> ast.Module | None:
-        text, _ = _read_sibling(str(path), script, 0, where, notes)
-        if text is None:
+        """A module file (already resolved inside ``folder``) read and expanded in turn."""
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            notes.append(f"{where}{sub_label}: cannot be read ({e})")
             return None
         return read_in(text, path, sub_label, f"{where}{sub_label}: ")
 
@@ -232,7 +237,7 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
         except Exception as e:  # not Python: the statement stays, and with it the audit's doubt
             notes.append(f"{at}the code it runs does not parse ({e})")
             return None
-        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1, loaded)
+        inner = expand(sub_tree, sub_script, parse, sub_label, depth + 1, loaded, folder)
         _tag(inner.tree, sub_label)
         sources.append(sub_label)
         sources.extend(inner.sources)
@@ -240,7 +245,7 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
         return inner.tree
 
     defs, variables = top_names(tree.body)
-    imports = SiblingImports(script, label, defs | variables, load, loaded)
+    imports = SiblingImports(script, label, defs | variables, load, loaded, folder)
 
     def rewrite(body: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []

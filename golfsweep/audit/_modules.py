@@ -118,10 +118,20 @@ class _BindAttributes(ast.NodeTransformer):
         self.aliases = aliases
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.attr in self.aliases.get(node.value.id, {}):
-            return ast.copy_location(ast.Name(id=self.aliases[node.value.id][node.attr], ctx=node.ctx), node)
+        names = self.aliases.get(_dotted(node.value) or "", {})  # ``m.a``, or ``pkg.mod.a`` after ``import pkg.mod``
+        if node.attr in names:
+            return ast.copy_location(ast.Name(id=names[node.attr], ctx=node.ctx), node)
         self.generic_visit(node)
         return node
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else None
+    return None
 
 
 class SiblingImports:
@@ -129,8 +139,11 @@ class SiblingImports:
     an import statement (None: leave it); ``bind(tree)`` rewrites ``module.name`` afterwards."""
 
     def __init__(self, script: Path | None, label: str | None, taken: set[str],
-                 load: Callable[[Path, str], ast.Module | None], loaded: dict[Path, dict[str, str]]) -> None:
+                 load: Callable[[Path, str], ast.Module | None], loaded: dict[Path, dict[str, str]],
+                 folder: Path | None = None) -> None:
         self.script = script
+        # where imports resolve: the audited script's folder (first on sys.path), for its modules too
+        self.folder = (folder or (script.parent if script else Path("."))).resolve()
         self.label = label
         self.taken = taken  # top-level names of the importer: a module's defs are renamed around them
         self.load = load  # (file, label) -> its expanded tree, or None (a note says why)
@@ -141,9 +154,9 @@ class SiblingImports:
     def resolve(self, dotted: str) -> Path | None:
         if self.script is None:
             return None
-        folder = self.script.parent.resolve()
-        path = folder.joinpath(*dotted.split(".")).with_suffix(".py")
-        return path if path.is_file() and path.resolve().is_relative_to(folder) and path != self.script else None
+        path = self.folder.joinpath(*dotted.split(".")).with_suffix(".py")
+        return path if path.is_file() and path.resolve().is_relative_to(self.folder) \
+            and path.resolve() != self.script.resolve() else None
 
     def read(self, stmt: ast.stmt) -> list[ast.stmt] | None:
         if isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module:
@@ -163,7 +176,7 @@ class SiblingImports:
         out: list[ast.stmt] = []
         rest: list[ast.alias] = []
         for alias in stmt.names:
-            path = self.resolve(alias.name) if alias.asname or "." not in alias.name else None
+            path = self.resolve(alias.name)
             spliced, names = self._module(path, stmt) if path is not None else ([], None)
             if names is None:
                 rest.append(alias)
@@ -185,7 +198,8 @@ class SiblingImports:
             return [], None
         body = [s for s in tree.body if not _is_main_guard(s)]
         defs, variables = top_names(body)
-        renamed = {n: f"{path.stem}__{n}" for n in (defs | variables) & self.taken}
+        prefix = "_".join(path.relative_to(self.folder).with_suffix("").parts)
+        renamed = {n: f"{prefix}__{n}" for n in (defs | variables) & self.taken}
         if renamed:  # the module keeps its own meaning of a name the importer also binds
             rename = _Rename(renamed)
             body = [rename.visit(s) for s in body]

@@ -415,6 +415,23 @@ def test_a_module_beside_the_script_that_it_imports_is_read(tmp_path, imports, c
         assert hits and all(f.source.startswith("ttt.py") and 9 <= f.line <= 21 for f in hits)
 
 
+@pytest.mark.parametrize("first,verdict", [(True, Verdict.CLEAN), (False, Verdict.FLAGGED)])
+def test_a_module_in_a_package_beside_the_script_is_read_and_resolves_from_the_scripts_folder(
+        tmp_path, first, verdict):
+    # ``import pkg.ttt`` used as ``pkg.ttt.adapt``; the package module imports ``helpers`` the way
+    # Python finds it: from the script's folder, which is first on sys.path
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "ttt.py").write_text("from helpers import adapt as _adapt\n\n\ndef adapt(*a, **k):\n"
+                                             "    return _adapt(*a, **k)\n")
+    (tmp_path / "helpers.py").write_text(TTT_MODULE)
+    script = SCRIPT.format(imports="import pkg.ttt", call="pkg.ttt.adapt", first=first)
+    (tmp_path / "train_gpt.py").write_text(script)
+    report = audit_file(tmp_path / "train_gpt.py")
+    assert report.verdict is verdict, report.to_dict()
+    assert not any("not part of the audited file" in n for n in report.notes)
+
+
 def test_without_the_module_beside_it_the_audit_stays_unsure(tmp_path):
     (tmp_path / "train_gpt.py").write_text(SCRIPT.format(imports="import ttt", call="ttt.adapt", first=False))
     report = audit_file(tmp_path / "train_gpt.py")

@@ -78,14 +78,13 @@ class ScriptFiles:
             raw = script.read_bytes()
         except OSError as exc:
             raise GolfsweepError(f"sweep.script: must be readable ({exc.strerror}), got {str(script)!r}") from None
-        names = sorted(set(find_support(script, raw)) | set(listed))
-        support = []
-        for name in names:
+        found = _find(script, raw)
+        for name in set(listed) - set(found):
             try:
-                support.append((name, (script.parent / name).read_bytes()))
+                found[name] = (script.parent / name).read_bytes()
             except OSError as exc:
                 raise GolfsweepError(f"sweep.files: {name!r} must be readable ({exc.strerror})") from None
-        return cls(script.name, raw, tuple(support))
+        return cls(script.name, raw, tuple(sorted(found.items())))
 
 
 def support_name_problem(folder: Path, name: str, script_name: str) -> str | None:
@@ -103,16 +102,20 @@ def support_name_problem(folder: Path, name: str, script_name: str) -> str | Non
 
 def find_support(script: Path, raw: bytes) -> list[str]:
     """Relative paths of the files beside ``script`` that it (and they, in turn) run as code."""
+    return sorted(_find(script, raw))
+
+
+def _find(script: Path, raw: bytes) -> dict[str, bytes]:
+    """The files beside ``script`` that it (and they, in turn) run as code, each read once."""
     folder = script.parent.resolve()
-    found: set[str] = set()
-    todo = [(script.name, raw)]
+    found: dict[str, bytes] = {}
+    todo = [raw]
     while todo:
-        name, data = todo.pop()
-        for rel in _named_files(folder, data.decode("utf-8", "replace")):
+        for rel in _named_files(folder, todo.pop().decode("utf-8", "replace")):
             if rel != script.name and rel not in found:
-                found.add(rel)
-                todo.append((rel, (folder / rel).read_bytes()))
-    return sorted(found)
+                found[rel] = (folder / rel).read_bytes()
+                todo.append(found[rel])
+    return found
 
 
 def _named_files(folder: Path, text: str) -> Iterable[str]:

@@ -101,8 +101,8 @@ class AssignMixin:
                 and it.func.attr in ("parameters", "named_parameters") and len(body) == 1 and not loop.orelse):
             return False
         stmt = body[0]
-        if isinstance(stmt, ast.If) and len(stmt.body) == 1 and not stmt.orelse:  # ``if n in saved: p.copy_(saved[n])``
-            self.ev(stmt.test, st)
+        guard = stmt.test if isinstance(stmt, ast.If) and len(stmt.body) == 1 and not stmt.orelse else None
+        if guard is not None:  # ``if n in saved: p.copy_(saved[n])``
             stmt = stmt.body[0]
         call = stmt.value if isinstance(stmt, ast.Expr) else None
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "copy_"
@@ -113,15 +113,19 @@ class AssignMixin:
             return False
         inner = st.copy()
         self.assign(loop.target, replace(model.data(), snap=None), inner, None)
-        if not self._restores(call.args[0], inner):
+        saved = self.saved_weights(call.args[0], inner)
+        if saved is None:
             return False
-        self.judge.load_weights(st.led, self.ev(call.args[0], inner).snap, model.models)
+        if guard is not None:
+            self.ev(guard, inner)
+        self.judge.load_weights(st.led, saved, model.models)
         return True
 
-    def _restores(self, src: ast.expr, st) -> bool:
-        """``src`` is stored weights (a name or an entry of a container holding a snapshot), not a value
-        computed now: copying it into a parameter puts those weights back rather than training."""
+    def saved_weights(self, src: ast.expr, st) -> frozenset | None:
+        """The updates of the stored weights ``src`` holds (a name or an entry of a container holding a
+        snapshot, not a value computed now), or None: copying them into a parameter puts those weights
+        back rather than training."""
         if not isinstance(src, (ast.Name, ast.Subscript)):
-            return False
+            return None
         v = self.ev(src, st)
-        return v.snap is not None and not (v.val or v.out or v.pend)
+        return v.snap if v.snap is not None and not (v.val or v.out or v.pend) else None

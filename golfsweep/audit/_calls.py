@@ -115,9 +115,10 @@ class CallMixin:
         if attr in ("parameters", "named_parameters") and not node.args and recv.models \
                 and not self._is_optimizer(recv):  # the weights themselves, with the updates they have seen
             return replace(recv.data(), snap=self.judge.weights(st.led, recv.models))
-        if attr == "copy_" and len(node.args) == 1 and recv.models and self._restores(node.args[0], st):
-            # ``p.data.copy_(saved[n])`` over a model's parameters: saved weights put back, as load_state_dict
-            self.judge.load_weights(st.led, self.ev(node.args[0], st).snap, recv.models)
+        saved = self.saved_weights(node.args[0], st) if attr == "copy_" and len(node.args) == 1 and recv.models \
+            else None
+        if saved is not None:  # ``p.data.copy_(saved[n])``: saved weights put back, as load_state_dict
+            self.judge.load_weights(st.led, saved, recv.models)
             return CLEAN
         targets = self._resolve_method(recv, attr)  # a method of one of the script's classes
         if targets:

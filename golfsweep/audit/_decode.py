@@ -293,7 +293,6 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
 
     tree.body = rewrite(tree.body)
     imports.bind(tree)
-    notes.extend(f"{where}{n}" for n in imports.notes)
     return Expansion(tree, sources, notes)
 
 

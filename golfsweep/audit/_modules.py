@@ -16,6 +16,8 @@ import ast
 from collections.abc import Callable
 from pathlib import Path
 
+from golfsweep.audit._state import dotted
+
 __all__ = ["SiblingImports", "top_names"]
 
 
@@ -118,20 +120,11 @@ class _BindAttributes(ast.NodeTransformer):
         self.aliases = aliases
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        names = self.aliases.get(_dotted(node.value) or "", {})  # ``m.a``, or ``pkg.mod.a`` after ``import pkg.mod``
+        names = self.aliases.get(dotted(node.value) or "", {})  # ``m.a``, or ``pkg.mod.a`` after ``import pkg.mod``
         if node.attr in names:
             return ast.copy_location(ast.Name(id=names[node.attr], ctx=node.ctx), node)
         self.generic_visit(node)
         return node
-
-
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return f"{head}.{node.attr}" if head else None
-    return None
 
 
 class SiblingImports:
@@ -149,7 +142,6 @@ class SiblingImports:
         self.load = load  # (file, label) -> its expanded tree, or None (a note says why)
         self.loaded = loaded  # shared with nested expansions: file -> {module name: name in the script}
         self.aliases: dict[str, dict[str, str]] = {}
-        self.notes: list[str] = []
 
     def resolve(self, dotted: str) -> Path | None:
         if self.script is None:

@@ -196,7 +196,7 @@ class Driver(TrialOutcomes):
                                               f"waiting for nodes to join{asked} (Ctrl-C stops the driver)")
         elif cap and self._starved:
             self.events.event("capacity", runs_at_once=cap)
-        self._starved = starved if not cap else False
+        self._starved = starved
 
     def _want_room(self) -> None:
         """``[cost] autoscale_runs``: ask the cluster's autoscaler for room for the runs the sweep could

@@ -11,6 +11,7 @@ directory may predate that, or come from elsewhere) — see ``export_record``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -59,8 +60,9 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
     if out.exists() or out.is_symlink():
         raise GolfsweepError(f"--out: must not exist (export never overwrites), got {str(out)!r}")
     files = _verified_script(data)
+    exported = dataclasses.replace(files, name=SCRIPT_NAME)  # the record's script, with the files it runs
     _check_unredacted(data, known)
-    for file_name, raw in ((SCRIPT_NAME, files.script), *files.support):
+    for file_name, raw in ((exported.name, exported.script), *exported.support):
         if held := redactor.names_in(raw):
             raise GolfsweepError(f"script: must not hold the value of a secret environment variable (it is exported "
                                  f"byte for byte), got {file_name} holding the value of {', '.join(held)}")
@@ -76,7 +78,7 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
             logs[seed] = log
         elif r is not None and r.state is RunState.COMPLETE:
             reasons.append(f"seed {seed}: log {where} is missing")
-    audit = _static_audit(data, files, trial_env(data, t))
+    audit = _static_audit(exported, trial_env(data, t))
     if audit["verdict"] == "flagged":
         first = next((f for f in audit["findings"] if f["severity"] == "violation"), {})
         reasons.append(f"compliance audit flagged {SCRIPT_NAME}"
@@ -91,7 +93,7 @@ def export_record(sweep_dir: str | Path | StoreLocation, trial: int, out: str | 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        ScriptFiles(SCRIPT_NAME, files.script, files.support).write(tmp)  # the files it runs beside it
+        exported.write(tmp)
         for seed, log in logs.items():  # byte for byte unless there is something to mask
             (tmp / f"train_seed{seed}.log").write_bytes(redactor.redact_bytes(log))
         (tmp / "submission.json").write_text(json.dumps(_redact_json(sub, redactor), indent=2) + "\n",
@@ -165,7 +167,7 @@ def _read_script_file(data: SweepData, name: str) -> bytes:
         raise GolfsweepError(f"script/{name}: must be readable to export ({exc.strerror}), got {str(path)!r}") from None
 
 
-def _static_audit(data: SweepData, files: ScriptFiles, env: dict[str, str]) -> dict[str, Any]:
+def _static_audit(files: ScriptFiles, env: dict[str, str]) -> dict[str, Any]:
     """Audit the exact bytes being exported, under the configuration the trial ran (its env), with
     the files it runs beside it. A script the audit cannot read at all is reported as such (verdict
     ``error``), which export treats as not a valid record."""
@@ -174,7 +176,7 @@ def _static_audit(data: SweepData, files: ScriptFiles, env: dict[str, str]) -> d
     try:
         source = files.script.decode("utf-8")
         with tempfile.TemporaryDirectory(prefix="golfsweep-audit-") as folder:
-            path = ScriptFiles(SCRIPT_NAME, files.script, files.support).write(Path(folder))
+            path = files.write(Path(folder))
             return audit_source(source, path=path, env=env).to_dict()
     except (AuditInputError, UnicodeDecodeError) as exc:
         return {"verdict": "error", "findings": [], "notes": [f"the audit could not run: {exc}"]}

@@ -398,15 +398,22 @@ SCRIPT = textwrap.dedent('''\
     ''')
 
 
+def _audit_folder(tmp_path, files: dict[str, str]):
+    """Write ``files`` (relative path -> text) into ``tmp_path`` and audit its ``train_gpt.py``."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return audit_file(tmp_path / "train_gpt.py")
+
+
 @pytest.mark.parametrize("imports,call", [
     ("import ttt", "ttt.adapt"), ("import ttt as t", "t.adapt"), ("from ttt import adapt", "adapt"),
     ("from ttt import adapt as go", "go"), ("from ttt import *", "adapt"),
 ])
 @pytest.mark.parametrize("first,verdict", [(True, Verdict.CLEAN), (False, Verdict.FLAGGED)])
 def test_a_module_beside_the_script_that_it_imports_is_read(tmp_path, imports, call, first, verdict):
-    (tmp_path / "ttt.py").write_text(TTT_MODULE)
-    (tmp_path / "train_gpt.py").write_text(SCRIPT.format(imports=imports, call=call, first=first))
-    report = audit_file(tmp_path / "train_gpt.py")
+    report = _audit_folder(tmp_path, {"ttt.py": TTT_MODULE,
+                                      "train_gpt.py": SCRIPT.format(imports=imports, call=call, first=first)})
     assert report.verdict is verdict, report.to_dict()
     assert not any("not part of the audited file" in n for n in report.notes)
     assert any(s.startswith("ttt.py (imported by train_gpt.py line 3)") for s in report.sources)
@@ -420,21 +427,17 @@ def test_a_module_in_a_package_beside_the_script_is_read_and_resolves_from_the_s
         tmp_path, first, verdict):
     # ``import pkg.ttt`` used as ``pkg.ttt.adapt``; the package module imports ``helpers`` the way
     # Python finds it: from the script's folder, which is first on sys.path
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "ttt.py").write_text("from helpers import adapt as _adapt\n\n\ndef adapt(*a, **k):\n"
-                                             "    return _adapt(*a, **k)\n")
-    (tmp_path / "helpers.py").write_text(TTT_MODULE)
-    script = SCRIPT.format(imports="import pkg.ttt", call="pkg.ttt.adapt", first=first)
-    (tmp_path / "train_gpt.py").write_text(script)
-    report = audit_file(tmp_path / "train_gpt.py")
+    report = _audit_folder(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/ttt.py": "from helpers import adapt as _adapt\n\n\ndef adapt(*a, **k):\n    return _adapt(*a, **k)\n",
+        "helpers.py": TTT_MODULE,
+        "train_gpt.py": SCRIPT.format(imports="import pkg.ttt", call="pkg.ttt.adapt", first=first)})
     assert report.verdict is verdict, report.to_dict()
     assert not any("not part of the audited file" in n for n in report.notes)
 
 
 def test_without_the_module_beside_it_the_audit_stays_unsure(tmp_path):
-    (tmp_path / "train_gpt.py").write_text(SCRIPT.format(imports="import ttt", call="ttt.adapt", first=False))
-    report = audit_file(tmp_path / "train_gpt.py")
+    report = _audit_folder(tmp_path, {"train_gpt.py": SCRIPT.format(imports="import ttt", call="ttt.adapt", first=False)})
     assert report.verdict is Verdict.UNKNOWN
     assert any("imports `ttt`, which is not part of the audited file" in n for n in report.notes)
 
@@ -443,10 +446,8 @@ def test_without_the_module_beside_it_the_audit_stays_unsure(tmp_path):
 def test_names_both_files_bind_keep_their_own_meaning(tmp_path, first, verdict):
     # the script's SPAN and main are not the module's: the module's are renamed where they mean its own
     module = TTT_MODULE.replace("def main():", "def main(SPAN=1):\n    return SPAN")
-    (tmp_path / "ttt.py").write_text(module)
     script = SCRIPT.format(imports="import ttt\nSPAN = 'not a number'", call="ttt.adapt", first=first)
-    (tmp_path / "train_gpt.py").write_text(script)
-    report = audit_file(tmp_path / "train_gpt.py")
+    report = _audit_folder(tmp_path, {"ttt.py": module, "train_gpt.py": script})
     assert report.verdict is verdict, report.to_dict()
     assert not any("not part of the audited file" in n for n in report.notes)
 

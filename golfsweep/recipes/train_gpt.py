@@ -19,6 +19,7 @@ import contextlib
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -1041,5 +1042,21 @@ def main() -> None:
         dist.destroy_process_group()
 
 
+def leave_after_gloo() -> None:
+    """End a finished CPU (gloo) run without interpreter finalization.
+
+    With torch 2.13 DistributedDataParallel leaves Python references to the gloo process group
+    behind, so destroy_process_group cannot join gloo's worker threads. One of them may still be
+    releasing the last collective's tensor (which needs the GIL) while the interpreter finalizes,
+    and the process then aborts with SIGABRT ("terminate called without an active exception")
+    after everything was written. Output is flushed first; nothing else is left to run.
+    """
+    if _RT is not None and _RT.distributed and _RT.device.type == "cpu":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+    leave_after_gloo()

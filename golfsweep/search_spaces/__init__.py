@@ -8,15 +8,12 @@ from golfsweep.search_spaces._optuna import (
     make_sampler,
 )
 from golfsweep.search_spaces._policy import CostSpec, CurvePruner, PruningSpec, SeedPolicy
+from golfsweep.search_spaces._space import BUILTIN_PARAMS, RESERVED_ENV, ParamSpec, ParamType
 from golfsweep.search_spaces._spec import (
-    BUILTIN_PARAMS,
-    RESERVED_ENV,
     SECRET_MASK,
     Direction,
     Launcher,
     Limits,
-    ParamSpec,
-    ParamType,
     SamplerName,
     SamplerSpec,
     SweepSpec,

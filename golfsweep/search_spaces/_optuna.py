@@ -18,7 +18,8 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from golfsweep.search_spaces._spec import ParamSpec, ParamType, SamplerName, SweepSpec
+from golfsweep.search_spaces._space import ParamSpec, ParamType
+from golfsweep.search_spaces._spec import SamplerName, SweepSpec
 
 def distribution(p: ParamSpec) -> BaseDistribution:
     if p.type is ParamType.CATEGORICAL:

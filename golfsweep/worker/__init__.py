@@ -13,9 +13,8 @@ from golfsweep.worker._launch import (
     run_env,
     run_workdir,
 )
+from golfsweep.worker._loglines import CurvePoint, MetricLine
 from golfsweep.worker._logparse import (
-    CurvePoint,
-    MetricLine,
     ParsedLog,
     companion_values,
     parse_log,

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from golfsweep.paths import SweepPaths
 from golfsweep.redact import Redactor
-from golfsweep.worker._env import launch_command, run_environment
 from golfsweep.worker._artifact import measure_artifact
-from golfsweep.worker._logparse import CurvePoint, curve_point, parse_log
+from golfsweep.worker._env import launch_command, run_environment
+from golfsweep.worker._loglines import CurvePoint, curve_point
+from golfsweep.worker._logparse import parse_log
 from golfsweep.worker._types import RunResult, RunSpec, RunState
 
 LOG_NAME = "train.log"

@@ -20,13 +20,38 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
+
+from golfsweep.worker._loglines import (
+    ARTIFACT_RES,
+    CODE_COMPRESSED_RE,
+    CODE_RE,
+    ENV_SEED_RE,
+    EVAL_TIME_RE,
+    EXACT_SUFFIX,
+    FILENAME_SEED_PATTERNS,
+    METRIC_RE,
+    MODEL_RE,
+    PRE_LABEL_RE,
+    SEED_RES,
+    SIZE_RES,
+    STEP_ANY_RE,
+    STOP_RE,
+    STOP_STEP_RE,
+    TRAIN_TIME_RE,
+    CurvePoint,
+    MetricLine,
+    clean_lines,
+    point_of,
+    to_ms,
+)
 
 __all__ = [
-    "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "companion_values", "CurvePoint",
-    "MetricLine", "ParsedLog", "curve_point", "parse_log", "parse_log_file", "seed_from_filename",
+    "IMPLAUSIBLE_RATIO", "STEP_VAL_LAST", "ParsedLog", "companion_values", "parse_log", "parse_log_file",
+    "seed_from_filename",
 ]
 
 STEP_VAL_LAST = "step_val_last"
@@ -37,27 +62,6 @@ STEP_VAL_LAST = "step_val_last"
 IMPLAUSIBLE_RATIO = 1.10
 
 
-@dataclass(frozen=True)
-class CurvePoint:
-    """One in-training validation line (``step:N/M val_loss:… val_bpb:…``)."""
-
-    step: int
-    total_steps: int | None
-    val_loss: float
-    val_bpb: float
-    train_time_ms: int | None
-
-
-@dataclass(frozen=True)
-class MetricLine:
-    """One labelled final-metric line (``<label> val_loss:… val_bpb:…``)."""
-
-    line_no: int
-    label: str
-    val_loss: float
-    val_bpb: float
-    eval_time_ms: int | None
-
 
 def seed_from_filename(name: str | os.PathLike) -> int | None:
     """Return the seed encoded in a log file's name, or ``None``.
@@ -66,7 +70,7 @@ def seed_from_filename(name: str | os.PathLike) -> int | None:
     ``…_sN.txt``/``…_sN.log`` and ``…log_N.txt`` (e.g. ``ternary_log_42.txt``).
     """
     base = os.path.basename(os.fspath(name))
-    for pattern in _FILENAME_SEED_PATTERNS:
+    for pattern in FILENAME_SEED_PATTERNS:
         m = pattern.search(base)
         if m:
             return int(m.group(1))
@@ -126,94 +130,6 @@ class ParsedLog:
         }
 
 
-# --------------------------------------------------------------------------- regexes
-
-_NUM = r"(?i:[-+]?nan|[-+]?inf(?:inity)?|[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)"
-_TIMESTAMP = re.compile(r"^\d{9,}\.\d+\s+")
-# A label is space-separated words that start with a letter and contain only word
-# characters, '-' and ':'.  Source-code templates fail this (quotes, parens, braces)
-# and so do step lines (digits first, '/').  The lazy label lets an optional
-# ``stride:N`` token sit between the label and ``val_loss``.
-_METRIC_RE = re.compile(
-    r"^(?P<label>[A-Za-z][\w:\-]*(?: [A-Za-z][\w:\-]*)*?)"
-    r"(?: stride:\d+)?"
-    rf" val_loss[:=]\s*(?P<loss>{_NUM}) val_bpb[:=]\s*(?P<bpb>{_NUM})"
-    r"(?P<rest>\s.*)?$"
-)
-_STEP_VAL_RE = re.compile(
-    r"^(?:step:\s*)?(?P<step>\d+)/(?P<total>\d+)"
-    rf" val_loss:\s*(?P<loss>{_NUM}) val_bpb:\s*(?P<bpb>{_NUM})"
-    r"(?P<rest>\s.*)?$"
-)
-_STEP_ANY_RE = re.compile(r"^(?:step:\s*)?(?P<step>\d+)/\d+\s")
-_TRAIN_TIME_RE = re.compile(r"(?:^|\s)train_time:\s*(\d+(?:\.\d+)?)ms")
-_EVAL_TIME_RE = re.compile(r"(?:^|\s)(?:eval_time|time):\s*(\d+(?:\.\d+)?)ms")
-_STOP_RE = re.compile(r"^stopping_early:\s*wallclock_cap\b(?P<rest>.*)$")
-_STOP_STEP_RE = re.compile(r"(?:^|\s)step:\s*(\d+)")
-_SIZE_RES = (
-    re.compile(r"^Total submission size(?: [^:]*)?:\s*(\d+) bytes"),
-    re.compile(r"^budget:(\d+)/\d+"),
-    re.compile(r"\|\s*Total submission:\s*(\d+) bytes"),
-)
-_MODEL_RE = re.compile(r"^Serialized model (\S[^:]*):\s*(\d+) bytes")
-# Lines that say the artifact exists: serialization, size and budget-check lines.
-_ARTIFACT_RES = _SIZE_RES + (
-    re.compile(r"^Serialized model\b[^:]*:\s*\d+ bytes"),
-    re.compile(r"\d(?:MB|B| bytes)\b.*\b(?:FITS|OVER)\b"),
-    re.compile(r"(?i)\bload(?:ing|ed|s)?\b.*\b(?:artifact|\S+\.ptz)\b"),  # evaluation-only runs
-)
-# A label that calls itself "pre-<something>" (pre-quantization, pre_ttt, prequant)
-# names a state before the final one.
-_PRE_LABEL_RE = re.compile(r"(?i)(?:^|[\s_:\-])pre(?:[-_]|quant)")
-_CODE_RE = re.compile(r"^Code size:\s*(\d+) bytes")
-_CODE_COMPRESSED_RE = re.compile(r"^Code size \(compressed\):\s*(\d+) bytes")
-# Explicit declarations the trainers print.  ``SEED=N`` (an environment assignment) is
-# weaker: it also shows up in usage docstrings of embedded source, so it is only used
-# when no explicit declaration exists.
-_SEED_RES = (
-    re.compile(r"^\s*seed:\s*(\d+)\s*$"),
-    re.compile(r"(?:^|\s)seed=(\d+)(?=\s|$)"),
-)
-_ENV_SEED_RE = re.compile(r"(?<![\w])SEED=(\d+)(?!\S)")
-_FILENAME_SEED_PATTERNS = (
-    re.compile(r"(?i)(?<![a-z])seed[_\-]?(\d+)(?!\d)"),
-    re.compile(r"(?i)_s(\d+)\.(?:txt|log)$"),
-    re.compile(r"(?i)(?:^|[_\-.])log_(\d+)\.(?:txt|log)$"),
-)
-_EXACT_SUFFIX = "_exact"
-
-
-def _to_ms(text: str) -> int:
-    return int(round(float(text)))
-
-
-def _curve_point(line: str) -> CurvePoint | None:
-    m = _STEP_VAL_RE.match(line)
-    if not m:
-        return None
-    t = _TRAIN_TIME_RE.search(m.group("rest") or "")
-    return CurvePoint(int(m.group("step")), int(m.group("total")), float(m.group("loss")), float(m.group("bpb")),
-                      _to_ms(t.group(1)) if t else None)
-
-
-def curve_point(line: str) -> CurvePoint | None:
-    """The in-training validation point one raw log line prints (``step:N/M val_loss:… val_bpb:…``),
-    as a run prints it: what the worker streams to the driver while the run is alive."""
-    return _curve_point(_clean_lines(line.rstrip("\n"))[0])
-
-
-def _clean_lines(text: str) -> list[str]:
-    # Split on '\n' only (str.splitlines also breaks on \x0c, \x1c, … which would
-    # shift line numbers); keep only what a terminal shows after a carriage return.
-    lines = []
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
-        if "\r" in line:
-            line = line.rsplit("\r", 1)[1]
-        lines.append(_TIMESTAMP.sub("", line, count=1))
-    return lines
-
-
 # --------------------------------------------------------------------------- parsing
 
 
@@ -236,7 +152,7 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
     ``metric_labels`` (most preferred first) forces the choice: the last line of the
     first of them that occurs wins; if none occurs the rule above applies.
     """
-    lines = _clean_lines(text)
+    lines = clean_lines(text)
     candidates: list[MetricLine] = []
     seen: dict[int, _Seen] = {}
     curve: list[tuple[int, CurvePoint]] = []
@@ -257,7 +173,7 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
         if not line:
             continue
 
-        point = _curve_point(line)
+        point = point_of(line)
         if point is not None:
             curve.append((line_no, point))
             if point.train_time_ms is not None:
@@ -265,67 +181,67 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
             in_artifact, last_train = False, line_no
             continue
 
-        m = _STEP_ANY_RE.match(line)
+        m = STEP_ANY_RE.match(line)
         if m:
-            t = _TRAIN_TIME_RE.search(line)
+            t = TRAIN_TIME_RE.search(line)
             if t:
-                last_step_time = (_to_ms(t.group(1)), int(m.group("step")))
+                last_step_time = (to_ms(t.group(1)), int(m.group("step")))
             in_artifact, last_train = False, line_no
             continue
 
-        m = _METRIC_RE.match(line)
+        m = METRIC_RE.match(line)
         if m and not m.group("label").startswith("step"):
             rest = m.group("rest") or ""
-            t = _EVAL_TIME_RE.search(rest)
+            t = EVAL_TIME_RE.search(rest)
             label = m.group("label")
             candidates.append(MetricLine(line_no, label, float(m.group("loss")), float(m.group("bpb")),
-                                         _to_ms(t.group(1)) if t else None))
+                                         to_ms(t.group(1)) if t else None))
             # Results print ``key:value``; ``key=value`` fields (``ttt_sliding:done
             # val_bpb=…``) or a counter in the label (``chunk:12``) mark progress lines.
             summary = "val_bpb=" in line or re.search(r":\d", label) is not None
             seen[line_no] = _Seen(phase if in_artifact else None, m.group("loss"), m.group("bpb"), summary)
             continue
 
-        m = _STOP_RE.match(line)
+        m = STOP_RE.match(line)
         if m:
             rest = m.group("rest")
-            t = _TRAIN_TIME_RE.search(rest)
-            s = _STOP_STEP_RE.search(rest)
-            stop = (_to_ms(t.group(1)) if t else None, int(s.group(1)) if s else None)
+            t = TRAIN_TIME_RE.search(rest)
+            s = STOP_STEP_RE.search(rest)
+            stop = (to_ms(t.group(1)) if t else None, int(s.group(1)) if s else None)
             in_artifact, last_train = False, line_no
             continue
 
-        if any(r.search(line) for r in _ARTIFACT_RES):
+        if any(r.search(line) for r in ARTIFACT_RES):
             if not in_artifact:
                 phase, in_artifact, any_artifact = phase + 1, True, True
 
-        for size_re in _SIZE_RES:
+        for size_re in SIZE_RES:
             m = size_re.search(line)
             if m:
                 sizes.append((line_no, int(m.group(1))))
                 break
 
-        m = _MODEL_RE.match(line)
+        m = MODEL_RE.match(line)
         if m:
             bytes_model = int(m.group(2))
             continue
-        m = _CODE_RE.match(line)
+        m = CODE_RE.match(line)
         if m:
             bytes_code = int(m.group(1))
             continue
-        m = _CODE_COMPRESSED_RE.match(line)
+        m = CODE_COMPRESSED_RE.match(line)
         if m:
             bytes_code_compressed = int(m.group(1))
             continue
 
         if seed is None and "seed" in line.lower():
-            for seed_re in _SEED_RES:
+            for seed_re in SEED_RES:
                 m = seed_re.search(line)
                 if m:
                     seed = int(m.group(1))
                     break
             if seed is None and env_seed is None:
-                m = _ENV_SEED_RE.search(line)
+                m = ENV_SEED_RE.search(line)
                 if m:
                     env_seed = int(m.group(1))
 
@@ -415,10 +331,10 @@ def _fill_exact_eval_times(candidates: list[MetricLine]) -> list[MetricLine]:
         prev = out[-1] if out else None
         if (
             c.eval_time_ms is None
-            and c.label.endswith(_EXACT_SUFFIX)
+            and c.label.endswith(EXACT_SUFFIX)
             and prev is not None
             and prev.line_no == c.line_no - 1
-            and prev.label == c.label[: -len(_EXACT_SUFFIX)]
+            and prev.label == c.label[: -len(EXACT_SUFFIX)]
             and prev.eval_time_ms is not None
         ):
             c = MetricLine(c.line_no, c.label, c.val_loss, c.val_bpb, prev.eval_time_ms)
@@ -454,12 +370,12 @@ def _evaluations(
     """The distinct evaluations among ``candidates``, in file order."""
     out: list[MetricLine] = []
     for c in candidates:
-        if seen[c.line_no].summary or _PRE_LABEL_RE.search(c.label):
+        if seen[c.line_no].summary or PRE_LABEL_RE.search(c.label):
             continue
         prev = out[-1] if out and seen[out[-1].line_no].phase == seen[c.line_no].phase else None
         if prev and prev.label != c.label and (prev.val_loss, prev.val_bpb) == (c.val_loss, c.val_bpb):
             continue  # the same values reprinted under a second label: an alias
-        pair = [(r, e) for r, e in ((prev, c), (c, prev)) if prev and e.label == r.label + _EXACT_SUFFIX]
+        pair = [(r, e) for r, e in ((prev, c), (c, prev)) if prev and e.label == r.label + EXACT_SUFFIX]
         if pair:
             rounded, exact = pair[0]
             if _agrees(exact.val_loss, seen[rounded.line_no].loss_text) and _agrees(

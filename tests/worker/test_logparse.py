@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from golfsweep.worker._loglines import METRIC_RE, CurvePoint, MetricLine
 from golfsweep.worker._logparse import (
     IMPLAUSIBLE_RATIO,
-    _METRIC_RE,
-    CurvePoint,
-    MetricLine,
     ParsedLog,
     parse_log,
     parse_log_file,
@@ -299,7 +297,7 @@ def _rename_labels(text: str) -> str:
     names: dict[str, str] = {}
     out = []
     for line in text.split("\n"):
-        m = _METRIC_RE.match(line)
+        m = METRIC_RE.match(line)
         if m and not line.startswith("step"):
             label = m.group("label")
             base, exact = (label[:-6], "_exact") if label.endswith("_exact") else (label, "")

@@ -52,6 +52,8 @@ class AssignMixin:
         elif isinstance(target, ast.Attribute):
             st.forget(target.attr)
             base = self.ev(target.value, st)
+            if target.attr == "requires_grad" and base.models:
+                self.set_requires_grad(base, v, st)
             self.store_attr(base, target.attr, v)
         elif isinstance(target, ast.Subscript):
             self.ev(target.slice, st)
@@ -119,6 +121,35 @@ class AssignMixin:
         if guard is not None:
             self.ev(guard, inner)
         self.judge.load_weights(st.led, saved, model.models)
+        return True
+
+    def sets_requires_grad(self, loop: ast.For | ast.AsyncFor, st) -> bool:
+        """``for p in m.parameters(): p.requires_grad_(flag)`` (or ``p.requires_grad = flag``) with no
+        other statement: every parameter of the model frozen or unfrozen, done at the loop. A model has
+        parameters, so the loop's zero-iteration path the audit would join in does not exist."""
+        it, body = loop.iter, loop.body
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and not it.args
+                and it.func.attr == "parameters" and len(body) == 1 and not loop.orelse
+                and isinstance(loop.target, ast.Name)):
+            return False
+        stmt, name = body[0], loop.target.id
+        flag = None
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            call = stmt.value
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "requires_grad_" \
+                    and isinstance(call.func.value, ast.Name) and call.func.value.id == name and not call.keywords:
+                flag = call.args[0] if call.args else ast.Constant(True)
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            t = stmt.targets[0]
+            if isinstance(t, ast.Attribute) and t.attr == "requires_grad" and isinstance(t.value, ast.Name) \
+                    and t.value.id == name:
+                flag = stmt.value
+        if flag is None or len(getattr(stmt.value, "args", ())) > 1:
+            return False
+        model = self.ev(it.func.value, st)
+        if not model.models:
+            return False
+        self.set_requires_grad(model, self.ev(flag, st), st)
         return True
 
     def saved_weights(self, src: ast.expr, st) -> frozenset | None:

@@ -59,6 +59,9 @@ def audit_source(source: str, path: str | PathLike | None = None, *,
     if free:
         notes.append(f"configuration switches followed at the script's defaults: {', '.join(free)} "
                      f"(`--env KEY=VALUE` audits another configuration)")
+    for line in interp.judge.never_scored:
+        notes.append(f"line {line}: trains a model on validation tokens before they are scored, but those "
+                     f"weights never score (a warm-up?): not a finding")
     if not interp.saw_val:
         notes.append("no validation data was recognised in the script")
     shown = tuple(sorted((k, SECRET_MASK if is_secret_name(k) else v) for k, v in env.items()))

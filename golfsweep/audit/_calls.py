@@ -92,6 +92,14 @@ class CallMixin:
             self.note_unknown(f"line {node.lineno}: gradient step during evaluation on data whose origin the "
                               f"audit cannot trace")
 
+    def set_requires_grad(self, params: V, flag: V, st) -> None:
+        """``p.requires_grad_(flag)`` / ``p.requires_grad = flag`` on parameters of known models;
+        a flag that is not a known constant leaves them as they were on neither path."""
+        if flag.known() and isinstance(flag.const, bool):
+            self.judge.set_trainable(st.led, params.models, flag.const)
+        else:
+            self.judge.set_trainable(st.led, params.models, True)
+
     def _is_optimizer(self, v: V) -> bool:
         return bool(v.inst) and all(c == OPTIMIZER or any(b.rsplit(".", 1)[-1].endswith("Optimizer")
                                                           for k in self.class_chain(c)
@@ -120,6 +128,10 @@ class CallMixin:
         if saved is not None:  # ``p.data.copy_(saved[n])``: saved weights put back, as load_state_dict
             self.judge.load_weights(st.led, saved, recv.models)
             return CLEAN
+        if attr == "requires_grad_" and recv.models and not self._is_optimizer(recv):
+            args, kwargs = self._ev_args(node, st)
+            self.set_requires_grad(recv, (args[:1] or [kwargs.get("requires_grad", const(True))])[0], st)
+            return recv
         targets = self._resolve_method(recv, attr)  # a method of one of the script's classes
         if targets:
             args, kwargs = self._ev_args(node, st)

@@ -319,6 +319,8 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
         is_for = not isinstance(node, ast.While)
         if is_for and self.restores_weights(node, st):  # ``for n, p in m.named_parameters(): p.data.copy_(saved[n])``
             return st
+        if is_for and self.sets_requires_grad(node, st):  # ``for p in m.parameters(): p.requires_grad_(False)``
+            return st
         iters: list[V] = []
         call_name = None
         if is_for:

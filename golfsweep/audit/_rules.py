@@ -56,18 +56,20 @@ class Where:
 class Ledger:
     """Flow-sensitive protocol facts at one program point."""
 
-    __slots__ = ("scored", "updated", "saved", "reloaded", "evaluating")
+    __slots__ = ("scored", "updated", "saved", "reloaded", "evaluating", "frozen")
 
     def __init__(self, scored: frozenset = frozenset(), updated: frozenset = frozenset(),
-                 saved: frozenset | None = None, reloaded: bool = False, evaluating: str = "") -> None:
+                 saved: frozenset | None = None, reloaded: bool = False, evaluating: str = "",
+                 frozen: frozenset = frozenset()) -> None:
         self.scored = scored  # {(identity, tag)}: tag None = definite, int = tentative score
         self.updated = updated  # {(identity, line of the update, model id or ANY_MODEL)}
         self.saved = saved  # updates the serialized weights had seen; None: nothing serialized
         self.reloaded = reloaded  # serialized weights were read back
         self.evaluating = evaluating  # why evaluation is known to be under way ("" : not yet)
+        self.frozen = frozen  # models whose parameters were set not to require gradients, on every path
 
     def copy(self) -> Ledger:
-        return Ledger(self.scored, self.updated, self.saved, self.reloaded, self.evaluating)
+        return Ledger(self.scored, self.updated, self.saved, self.reloaded, self.evaluating, self.frozen)
 
     def remap(self, f: Callable[[frozenset], frozenset]) -> None:
         self.scored = frozenset((f(a), t) for a, t in self.scored)
@@ -82,6 +84,7 @@ class Ledger:
             self.saved = other.saved if self.saved is None else self.saved | other.saved
         self.reloaded = self.reloaded or other.reloaded
         self.evaluating = self.evaluating or other.evaluating  # either path may have begun it
+        self.frozen &= other.frozen  # frozen only where every path froze it
 
 
 class Judge:
@@ -90,6 +93,10 @@ class Judge:
     def __init__(self) -> None:
         self.findings: dict[tuple, Finding] = {}
         self.pending: dict[int, list[Finding]] = {}  # rescorings by tentative scores, kept until confirmed
+        # Updates on unscored validation tokens of known models, reported once those weights score:
+        # a throw-away adapter trained while warming a compiler up never reaches a score.
+        self.unused: dict[tuple, Finding] = {}
+        self.never_scored: list[int] = []  # lines of such updates whose weights never scored
         self.overlap_tags: set[int] = set()
         self.tags = 0
         self.events = 0  # how many events were seen: a call that saw none can be cached
@@ -129,6 +136,13 @@ class Judge:
         if tentative:
             self.tags += 1
             tag = self.tags
+        lines = {line for _, line, m in led.updated if _touches(m, models)} if self.unused else ()
+        for key in [k for k in self.unused if k[1] in lines]:
+            f = self.unused.pop(key)  # these weights score now: their update on unscored tokens counts
+            if tag is None:
+                self.report(f)
+            else:
+                self.pending.setdefault(tag, []).append(f)
         for a in alts:
             sites = [line for u, line, m in led.updated if _touches(m, models) and overlap(a, u)]
             if sites:
@@ -159,23 +173,38 @@ class Judge:
         if v.pend:  # the forward passes feeding this backward were training, not scoring
             led.scored = frozenset((a, t) for a, t in led.scored if t not in v.pend)
             for t in v.pend:
-                self.pending.pop(t, None)
+                for f in self.pending.pop(t, ()):
+                    if f.rule is Rule.UPDATE_BEFORE_SCORE:  # not a score after all: unused again
+                        self.unused.setdefault((f.source, f.line), f)
         if not (v.val or v.out):
             return False
+        # Autograd leaves frozen parameters alone: a step through a frozen base model into an adapter
+        # (LoRA, a per-document head) changes the adapter only. Only frozen models: keep them all.
+        models = (v.models - led.frozen) or v.models
         scored = [a for a, _ in led.scored]
         for u in v.alts:
             # On a loop's first pass, earlier iterations are not modelled yet; pass two checks them.
             if any(r == PREV and first_pass(L) for L, r in u):
                 continue
             if not covered(u, scored):
-                self.report(self._finding(
+                f = self._finding(
                     Rule.UPDATE_BEFORE_SCORE, where, "the model is updated on validation tokens that have not been "
-                    "scored yet (train-then-score, or fine-tuning on validation data)"))
+                    "scored yet (train-then-score, or fine-tuning on validation data)")
+                key = (f.rule, f.line, f.source)
+                if not models or key in self.findings:  # weights of unknown models: they may be any that scores
+                    self.report(f)
+                else:
+                    self.unused.setdefault((f.source, f.line), f)
                 break
-        led.updated = led.updated | {(u, where.line, m) for u in v.alts for m in (v.models or {ANY_MODEL})}
+        led.updated = led.updated | {(u, where.line, m) for u in v.alts for m in (models or {ANY_MODEL})}
         if not led.evaluating:
             led.evaluating = f"after the model trained on validation tokens at line {where.line}"
         return True
+
+    def set_trainable(self, led: Ledger, models: frozenset, trainable: bool) -> None:
+        """``requires_grad_(flag)`` on the parameters of ``models``."""
+        self.events += 1
+        led.frozen = led.frozen - models if trainable else led.frozen | models
 
     def calibrate(self, where: Where, what: str) -> None:
         self.events += 1
@@ -208,6 +237,9 @@ class Judge:
         """Model weights written out (``torch.save``, bytes of a state dict written to a file)."""
         self.events += 1
         weights = snap if snap is not None else self.weights(led, frozenset())
+        lines = {line for _, line in weights}
+        for key in [k for k in self.unused if k[1] in lines]:
+            self.report(self.unused.pop(key))  # weights trained on unscored tokens become the artifact
         led.saved = weights if led.saved is None else led.saved | weights
 
     def deserialize(self, led: Ledger) -> frozenset | None:
@@ -229,6 +261,7 @@ class Judge:
             led.evaluating = ""
 
     def finish(self) -> list[Finding]:
+        self.never_scored = sorted({f.line for f in self.unused.values()})
         for fs in self.pending.values():
             for f in fs:
                 self.report(f)

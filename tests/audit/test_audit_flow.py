@@ -132,6 +132,41 @@ def test_an_update_belongs_to_the_model_it_ran_through():
     assert {r for r, _ in rules(report)} == {"update_before_score", "rescore_after_update"}
 
 
+FREEZE_LOOP = "for p in model.parameters():\n    p.requires_grad_(False)\n"
+
+
+def test_a_step_through_a_frozen_base_model_changes_the_adapter_only():
+    path = FIXTURES / "lora_ttt_frozen_base.py"
+    text = path.read_text()
+    assert FREEZE_LOOP in text
+    report = audit_file(path)
+    assert report.verdict is Verdict.CLEAN
+    warm_line = next(i for i, line in enumerate(text.splitlines(), 1) if "lora=warm).backward()" in line)
+    assert f"line {warm_line}: trains a model on validation tokens before they are scored, but those weights " \
+           "never score (a warm-up?): not a finding" in report.notes
+    # The same freeze written as a module call or an attribute assignment.
+    for freeze in ("model.requires_grad_(False)\n", "for p in model.parameters():\n    p.requires_grad = False\n"):
+        assert audit_source(text.replace(FREEZE_LOOP, freeze)).verdict is Verdict.CLEAN, freeze
+    # A trainable base model is changed by the warm-up and the TTT steps: both are then scored.
+    trainable = audit_source(text.replace(FREEZE_LOOP, FREEZE_LOOP.replace("False", "True")))
+    assert trainable.verdict is Verdict.FLAGGED
+    assert ("update_before_score", warm_line) in rules(trainable)
+    # Freezing only some parameters (on a condition the audit cannot decide) freezes none of them.
+    partial = FREEZE_LOOP.replace("    p.requires_grad_", "    if p.ndim > 1:\n        p.requires_grad_")
+    assert audit_source(text.replace(FREEZE_LOOP, partial)).verdict is Verdict.FLAGGED
+
+
+def test_weights_trained_on_unscored_tokens_count_once_they_score():
+    text = (FIXTURES / "lora_ttt_frozen_base.py").read_text()
+    warm_line = next(i for i, line in enumerate(text.splitlines(), 1) if "lora=warm).backward()" in line)
+    scored = text.replace("del warm, warm_opt\n", "").replace('print("ttt", ttt(model, val))',
+                                                              'print("warm", score(model, val, warm))')
+    report = audit_source(scored)
+    assert report.verdict is Verdict.FLAGGED
+    assert ("update_before_score", warm_line) in rules(report)
+    assert not any("never score" in n for n in report.notes)
+
+
 def test_calibration_on_training_data_after_saving_raw_weights_is_not_evaluation():
     assert audit_file(FIXTURES / "train_and_eval_gptq_train.py").verdict is Verdict.CLEAN
 

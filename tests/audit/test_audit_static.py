@@ -46,6 +46,7 @@ EXPECTED = {
     "exclusive_modes.py": Verdict.CLEAN,
     "pep701_ttt.py": Verdict.CLEAN,
     "ttt_on_a_copy.py": Verdict.CLEAN,
+    "lora_ttt_frozen_base.py": Verdict.CLEAN,
 }
 NOT_PYTHON = {"syntax_error.py"}  # cannot be audited at all: an error, never a verdict
 
@@ -313,7 +314,9 @@ def test_closure_handed_to_an_optimizer_step_is_followed():
                 return loss
             for _ in range(5):
                 opt.step(closure)
-        tune(torch.nn.Linear(2, 2), torch.load("data/fineweb_val.pt"))
+        model = torch.nn.Linear(2, 2)
+        tune(model, torch.load("data/fineweb_val.pt"))
+        torch.save(model.state_dict(), "final_model.pt")
     """)
     assert [f.rule for f in report.findings] == ["update_before_score"]
 

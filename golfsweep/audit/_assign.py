@@ -152,6 +152,12 @@ class AssignMixin:
         self.set_requires_grad(model, self.ev(flag, st), st)
         return True
 
+    def set_requires_grad(self, params: V, flag: V, st) -> None:
+        """``p.requires_grad_(flag)`` / ``p.requires_grad = flag`` on parameters of known models. A flag
+        that is not a known constant counts as True: the models are never taken as frozen on a guess."""
+        trainable = flag.const if flag.known() and isinstance(flag.const, bool) else True
+        self.judge.set_trainable(st.led, params.models, trainable)
+
     def saved_weights(self, src: ast.expr, st) -> frozenset | None:
         """The updates of the stored weights ``src`` holds (a name or an entry of a container holding a
         snapshot, not a value computed now), or None: copying them into a parameter puts those weights

@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import replace
 
 from golfsweep.audit import _vocab as vocab
+from golfsweep.audit._decode import SOURCE_ATTR
 from golfsweep.audit._exprs import fold
 from golfsweep.audit._state import Frame, State, dotted, join_states
 from golfsweep.audit._values import (CLEAN, EMPTY, TEXT, TRAIN_SRC, UNK, VAL_SRC, FuncRef, V, const, join, keep,
@@ -91,14 +92,6 @@ class CallMixin:
         if not self.judge.update(st.led, self.where(node), v, self.first_pass) and v.unk and st.led.evaluating:
             self.note_unknown(f"line {node.lineno}: gradient step during evaluation on data whose origin the "
                               f"audit cannot trace")
-
-    def set_requires_grad(self, params: V, flag: V, st) -> None:
-        """``p.requires_grad_(flag)`` / ``p.requires_grad = flag`` on parameters of known models;
-        a flag that is not a known constant leaves them as they were on neither path."""
-        if flag.known() and isinstance(flag.const, bool):
-            self.judge.set_trainable(st.led, params.models, flag.const)
-        else:
-            self.judge.set_trainable(st.led, params.models, True)
 
     def _is_optimizer(self, v: V) -> bool:
         return bool(v.inst) and all(c == OPTIMIZER or any(b.rsplit(".", 1)[-1].endswith("Optimizer")
@@ -426,6 +419,7 @@ class CallMixin:
 
         frame = Frame(f"{ref.owner}.{fn_name}" if ref.owner else fn_name, fn, ref.owner, ref.closure,
                       getattr(node, "lineno", None), calib)
+        frame.call_source = getattr(node, SOURCE_ATTR, None)
         inner = State(env, st.led.copy(), nograd)
         self.stack.append(frame)
         try:

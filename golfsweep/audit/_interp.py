@@ -82,7 +82,8 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
     # -- reporting -------------------------------------------------------------------------------
 
     def where(self, node: ast.AST) -> Where:
-        calls = [f"{f.name}() at line {f.call_line}" for f in self.stack[1:] if f.call_line is not None]
+        calls = [f"{f.name}() at line {f.call_line}" + (f" of {f.call_source}" if f.call_source else "")
+                 for f in self.stack[1:] if f.call_line is not None]
         via = ""
         if calls:
             via = " [call path: " + " -> ".join(["..."] + calls[-3:] if len(calls) > 3 else calls) + "]"

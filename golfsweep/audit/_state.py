@@ -103,6 +103,7 @@ class Frame:
         self.owner = owner
         self.closure = closure
         self.call_line = call_line
+        self.call_source: str | None = None  # label of spliced code the call is in (None: the script)
         self.calib = calib  # inside code that registers forward hooks: model calls gather statistics
         self.state: State | None = None
         self.returns: list[V] = []

@@ -441,6 +441,31 @@ def _audit_folder(tmp_path, files: dict[str, str]):
     return audit_file(tmp_path / "train_gpt.py")
 
 
+def test_a_call_path_names_the_module_a_call_is_in(tmp_path):
+    helper = textwrap.dedent("""\
+        def adapt(model, val):
+            for s in range(0, 100, 10):
+                model(val[s:s + 10]).sum().backward()
+
+
+        def run(model, val):
+            adapt(model, val)
+    """)
+    script = textwrap.dedent("""\
+        import numpy as np, torch
+        from helper import run
+        val = torch.from_numpy(np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16).astype(np.int64))
+        model = torch.nn.Linear(4, 4)
+        run(model, val)
+        torch.save(model.state_dict(), "final_model.pt")
+    """)
+    report = _audit_folder(tmp_path, {"helper.py": helper, "train_gpt.py": script})
+    [finding] = report.findings
+    assert finding.rule is Rule.UPDATE_BEFORE_SCORE and finding.line == 3
+    assert finding.message.endswith("[call path: run() at line 5 -> adapt() at line 7 of helper.py "
+                                    "(imported by train_gpt.py line 2)]")
+
+
 @pytest.mark.parametrize("imports,call", [
     ("import ttt", "ttt.adapt"), ("import ttt as t", "t.adapt"), ("from ttt import adapt", "adapt"),
     ("from ttt import adapt as go", "go"), ("from ttt import *", "adapt"),

@@ -143,16 +143,26 @@ class SiblingImports:
         self.loaded = loaded  # shared with nested expansions: file -> {module name: name in the script}
         self.aliases: dict[str, dict[str, str]] = {}
 
-    def resolve(self, dotted: str) -> Path | None:
+    def resolve(self, dotted: str, level: int = 0) -> Path | None:
+        """The file ``import dotted`` reads (``level`` dots before it: relative to this module's
+        package, for a module of a package beside the script), or None when it is not beside it."""
         if self.script is None:
             return None
-        path = self.folder.joinpath(*dotted.split(".")).with_suffix(".py")
-        return path if path.is_file() and path.resolve().is_relative_to(self.folder) \
-            and path.resolve() != self.script.resolve() else None
+        root = self.folder
+        if level:
+            root = self.script.resolve().parents[level - 1]
+            if root == self.folder or not root.is_relative_to(self.folder):
+                return None  # the script itself, or above its folder: not a package golfsweep can see
+        base = root.joinpath(*dotted.split("."))
+        for path in (base.with_suffix(".py"), base / "__init__.py"):  # a module, else a package
+            if path.is_file() and path.resolve().is_relative_to(self.folder) \
+                    and path.resolve() != self.script.resolve():
+                return path
+        return None
 
     def read(self, stmt: ast.stmt) -> list[ast.stmt] | None:
-        if isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module:
-            path = self.resolve(stmt.module)
+        if isinstance(stmt, ast.ImportFrom) and stmt.module:
+            path = self.resolve(stmt.module, stmt.level)
             if path is None:
                 return None
             spliced, names = self._module(path, stmt)
@@ -185,12 +195,14 @@ class SiblingImports:
         if path in self.loaded:  # imported before: Python runs a module once
             return [], self.loaded[path]
         where = self.label or (self.script.name if self.script else "the script")
-        tree = self.load(path, f"{path.name} (imported by {where} line {stmt.lineno})")
+        shown = path.relative_to(self.folder).as_posix()
+        tree = self.load(path, f"{shown} (imported by {where} line {stmt.lineno})")
         if tree is None:
             return [], None
         body = [s for s in tree.body if not _is_main_guard(s)]
         defs, variables = top_names(body)
-        prefix = "_".join(path.relative_to(self.folder).with_suffix("").parts)
+        parts = path.relative_to(self.folder).with_suffix("").parts
+        prefix = "_".join(parts[:-1] if parts[-1] == "__init__" else parts)
         renamed = {n: f"{prefix}__{n}" for n in (defs | variables) & self.taken}
         if renamed:  # the module keeps its own meaning of a name the importer also binds
             rename = _Rename(renamed)

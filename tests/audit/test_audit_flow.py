@@ -466,6 +466,17 @@ def test_a_call_path_names_the_module_a_call_is_in(tmp_path):
                                     "(imported by train_gpt.py line 2)]")
 
 
+@pytest.mark.parametrize("first,verdict", [(True, Verdict.CLEAN), (False, Verdict.FLAGGED)])
+def test_a_package_beside_the_script_is_read_with_its_relative_imports(tmp_path, first, verdict):
+    files = {"tttpkg/__init__.py": "from .core import adapt\n", "tttpkg/core.py": TTT_MODULE,
+             "train_gpt.py": SCRIPT.format(imports="import tttpkg", call="tttpkg.adapt", first=first)}
+    report = _audit_folder(tmp_path, files)
+    assert report.verdict is verdict, report.to_dict()
+    assert any(s.startswith("tttpkg/__init__.py (imported by train_gpt.py line 3)") for s in report.sources)
+    assert any(s.startswith("tttpkg/core.py (imported by tttpkg/__init__.py") for s in report.sources)
+    assert not any("not part of the audited file" in n for n in report.notes)
+
+
 @pytest.mark.parametrize("imports,call", [
     ("import ttt", "ttt.adapt"), ("import ttt as t", "t.adapt"), ("from ttt import adapt", "adapt"),
     ("from ttt import adapt as go", "go"), ("from ttt import *", "adapt"),

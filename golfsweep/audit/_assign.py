@@ -32,6 +32,8 @@ class AssignMixin:
 
     def assign(self, target: ast.expr, v: V, st: State, value_node: ast.expr | None) -> None:
         fr = self.frame
+        if v.snap is not None and self.judge.selecting:  # weights kept because of a validation score
+            v = replace(v, snap=v.snap | self.judge.chosen_now())
         if isinstance(target, ast.Name):
             st.forget(target.id)
             st.env[target.id] = self.name_source(target.id, v)

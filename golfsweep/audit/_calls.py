@@ -155,7 +155,7 @@ class CallMixin:
         if ran is not None:
             return ran
         if attr == "write" and any(a.snap is not None for a in args):
-            self.judge.serialize(st.led, join(*args).snap)
+            self.judge.serialize(st.led, self.where(node), join(*args).snap)
             return CLEAN
         if attr in vocab.MUTATORS:
             added = join(*args, *kwargs.values()).data()
@@ -319,7 +319,7 @@ class CallMixin:
             st.nograd = not bool(node.args[0].value)
             return CLEAN
         if qual in vocab.SERIALIZERS:
-            self.judge.serialize(st.led, join(*args[:1]).snap if args else None)
+            self.judge.serialize(st.led, self.where(node), join(*args[:1]).snap if args else None)
             return CLEAN
         if qual.startswith("torch.optim.") and short[:1].isupper():
             return V(inst=frozenset({OPTIMIZER}))

@@ -271,7 +271,9 @@ class ExprMixin:
         return v.data()
 
     def ev_BoolOp(self, node: ast.BoolOp, st) -> V:
-        """Short-circuits on known constants: ``a and b`` with ``a`` false is ``a``, ``b`` unread."""
+        """Short-circuits on known constants: ``a and b`` with ``a`` false is ``a``, ``b`` unread. A known
+        operand that decides the result decides its truth whatever came before it (``x and False`` is
+        false whatever ``x`` is), so a branch on it is decided."""
         is_and = isinstance(node.op, ast.And)
         seen: list[V] = []
         keys: frozenset = EMPTY
@@ -285,10 +287,8 @@ class ExprMixin:
                 truth = bool(v.const)
             except Exception:
                 continue
-            if truth != is_and:  # decides the result
-                if all(s.known() for s in seen):
-                    return replace(v, envkeys=keys)
-                break
+            if truth != is_and:  # decides the result, or at least its truth
+                return replace(v, envkeys=keys)
         if all(s.known() for s in seen):
             return replace(seen[-1], envkeys=keys)
         return join(*seen)

@@ -249,13 +249,26 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
         except Exception:  # a constant whose truth is an error at run time
             return None, v
 
+    def reads_score(self, test: ast.expr, st: State) -> bool:
+        """Whether a branch test reads a validation score: a name bound to what a model or loss computed
+        from validation tokens (``val_bpb < best``), not the tokens themselves."""
+        names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        return any((v := st.env.get(n)) is not None and v.out and not v.val for n in names)
+
     def exec_branch(self, test: ast.expr, body: list[ast.stmt], orelse: list[ast.stmt], st: State) -> State | None:
         taken, v = self.decide(test, st)
         fact = fact_key(test) if taken is None else None
         if fact is not None and fact[0] in st.facts:  # this path already decided the same test
             return self.exec_block(body if st.facts[fact[0]] == fact[1] else orelse, st)
         if taken is None:
-            return join_states([self.exec_block(body, st.copy()), self.exec_block(orelse, st.copy())])
+            selecting = self.reads_score(test, st)
+            if selecting:  # weights taken or put in place in either arm are chosen by that score
+                self.judge.selecting.append(test.lineno)
+            try:
+                return join_states([self.exec_block(body, st.copy()), self.exec_block(orelse, st.copy())])
+            finally:
+                if selecting:
+                    self.judge.selecting.pop()
         arm, other = (body, orelse) if taken else (orelse, body)
         keys = v.envkeys
         if other and keys:

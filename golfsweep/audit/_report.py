@@ -45,6 +45,7 @@ class Rule(str, enum.Enum):
     UPDATE_BEFORE_SCORE = "update_before_score"
     RESCORE = "rescore_after_update"
     VAL_CALIBRATION = "val_calibration"
+    SELECT_ON_VAL = "select_by_validation"
     TRAIN_IN_EVAL = "train_data_in_eval"
     NETWORK = "network"
     DYNAMIC = "dynamic_code"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from golfsweep.audit._report import Finding, Rule, Severity
-from golfsweep.audit._values import PREV, V, covered, covers, overlap
+from golfsweep.audit._values import PREV, SELECTED, V, covered, covers, overlap
 
 __all__ = ["ANY_MODEL", "Judge", "Ledger", "Where"]
 
@@ -56,20 +56,22 @@ class Where:
 class Ledger:
     """Flow-sensitive protocol facts at one program point."""
 
-    __slots__ = ("scored", "updated", "saved", "reloaded", "evaluating", "frozen")
+    __slots__ = ("scored", "updated", "saved", "reloaded", "evaluating", "frozen", "selected")
 
     def __init__(self, scored: frozenset = frozenset(), updated: frozenset = frozenset(),
                  saved: frozenset | None = None, reloaded: bool = False, evaluating: str = "",
-                 frozen: frozenset = frozenset()) -> None:
+                 frozen: frozenset = frozenset(), selected: frozenset = frozenset()) -> None:
         self.scored = scored  # {(identity, tag)}: tag None = definite, int = tentative score
         self.updated = updated  # {(identity, line of the update, model id or ANY_MODEL)}
         self.saved = saved  # updates the serialized weights had seen; None: nothing serialized
         self.reloaded = reloaded  # serialized weights were read back
         self.evaluating = evaluating  # why evaluation is known to be under way ("" : not yet)
         self.frozen = frozen  # models whose parameters were set not to require gradients, on every path
+        self.selected = selected  # {(line, model)}: the model holds weights a validation score chose at line
 
     def copy(self) -> Ledger:
-        return Ledger(self.scored, self.updated, self.saved, self.reloaded, self.evaluating, self.frozen)
+        return Ledger(self.scored, self.updated, self.saved, self.reloaded, self.evaluating, self.frozen,
+                      self.selected)
 
     def remap(self, f: Callable[[frozenset], frozenset]) -> None:
         self.scored = frozenset((f(a), t) for a, t in self.scored)
@@ -85,6 +87,7 @@ class Ledger:
         self.reloaded = self.reloaded or other.reloaded
         self.evaluating = self.evaluating or other.evaluating  # either path may have begun it
         self.frozen &= other.frozen  # frozen only where every path froze it
+        self.selected |= other.selected
 
 
 class Judge:
@@ -98,6 +101,7 @@ class Judge:
         self.unused: dict[tuple, Finding] = {}
         self.never_scored: list[int] = []  # lines of such updates whose weights never scored
         self.overlap_tags: set[int] = set()
+        self.selecting: list[int] = []  # lines of the validation-score tests the current code runs under
         self.tags = 0
         self.events = 0  # how many events were seen: a call that saw none can be cached
 
@@ -225,18 +229,38 @@ class Judge:
         self.report(f, key=(Rule.TRAIN_IN_EVAL, where.line, where.source, where.condition))
 
     def weights(self, led: Ledger, models: frozenset) -> frozenset:
-        """The updates the weights of ``models`` have seen, as ``(identity, line)``: a snapshot."""
-        return frozenset((u, line) for u, line, m in led.updated if _touches(m, models))
+        """The updates the weights of ``models`` have seen, as ``(identity, line)``: a snapshot. One taken
+        under a validation-score test, or of weights such a test chose, also holds ``(SELECTED, line)``."""
+        return frozenset((u, line) for u, line, m in led.updated if _touches(m, models)) \
+            | {(SELECTED, line) for line, m in led.selected if _touches(m, models)} | self.chosen_now()
+
+    def chosen_now(self) -> frozenset:
+        """Snapshot entries for weights taken or put in place under validation-score tests."""
+        return frozenset((SELECTED, line) for line in self.selecting)
+
+    @staticmethod
+    def split(snap: frozenset) -> tuple[frozenset, frozenset]:
+        """A snapshot's updates, and the lines of the validation-score tests that chose it."""
+        return (frozenset(e for e in snap if e[0] != SELECTED),
+                frozenset(line for u, line in snap if u == SELECTED))
 
     def clone_model(self, led: Ledger, models: frozenset, new: str) -> None:
         """``deepcopy`` of a model: the copy starts with the updates its source had seen."""
         self.events += 1
-        led.updated = led.updated | {(u, line, new) for u, line in self.weights(led, models)}
+        updates, chosen = self.split(self.weights(led, models))
+        led.updated = led.updated | {(u, line, new) for u, line in updates}
+        led.selected = led.selected | {(line, new) for line in chosen}
 
-    def serialize(self, led: Ledger, snap: frozenset | None) -> None:
+    def serialize(self, led: Ledger, where: Where, snap: frozenset | None) -> None:
         """Model weights written out (``torch.save``, bytes of a state dict written to a file)."""
         self.events += 1
-        weights = snap if snap is not None else self.weights(led, frozenset())
+        weights, chosen = self.split((snap if snap is not None else self.weights(led, frozenset()))
+                                     | self.chosen_now())
+        if chosen:  # a warning: choosing by validation score across runs is what every sweep does
+            self.report(replace(self._finding(
+                Rule.SELECT_ON_VAL, where, "the weights written here were chosen by their score on the validation "
+                f"set at line {', '.join(map(str, sorted(chosen)))} (best-checkpoint selection on the data the "
+                "record is scored on)", related=chosen), severity=Severity.WARNING))
         lines = {line for _, line in weights}
         for key in [k for k in self.unused if k[1] in lines]:
             self.report(self.unused.pop(key))  # weights trained on unscored tokens become the artifact
@@ -255,8 +279,11 @@ class Judge:
         set starts, and those models have seen exactly the updates the weights had."""
         self.events += 1
         led.scored = frozenset()
+        snap, chosen = self.split(snap | self.chosen_now())
         kept = {e for e in led.updated if models and e[2] not in models and e[2] != ANY_MODEL}
         led.updated = frozenset(kept | {(u, line, m) for u, line in snap for m in (models or {ANY_MODEL})})
+        led.selected = frozenset({e for e in led.selected if models and e[1] not in models and e[1] != ANY_MODEL}
+                                 | {(line, m) for line in chosen for m in (models or {ANY_MODEL})})
         if not led.updated and not led.reloaded:  # back to weights no validation token trained: not evaluating
             led.evaluating = ""
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 CUR, PREV, NEXT = "cur", "prev", "next"
 EMPTY: frozenset = frozenset()
 WHOLE: frozenset = frozenset()  # identity of the whole validation set: no loop narrows it
+# A pseudo-identity in a weights snapshot, ``(SELECTED, line)``: the weights were chosen by a
+# validation score tested at ``line``. It is no part of the validation set: identity maps leave it.
+SELECTED: frozenset = frozenset({("chosen by a validation score", "")})
 
 
 class _NoConst:
@@ -201,7 +204,7 @@ def vmap(v: V, f) -> V:
         return v
     alts = frozenset(f(a) for a in v.alts)
     idx = f(v.idx)
-    snap = frozenset((f(a), line) for a, line in v.snap) if v.snap else v.snap
+    snap = frozenset((a if a == SELECTED else f(a), line) for a, line in v.snap) if v.snap else v.snap
     if alts == v.alts and idx == v.idx and snap == v.snap:
         return v
     return replace(v, alts=alts, idx=idx, snap=snap)

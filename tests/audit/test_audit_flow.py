@@ -167,6 +167,36 @@ def test_weights_trained_on_unscored_tokens_count_once_they_score():
     assert not any("never score" in n for n in report.notes)
 
 
+def _line(text: str, fragment: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def test_weights_chosen_by_their_validation_score_are_a_warning_where_they_are_saved():
+    path = FIXTURES / "best_checkpoint_by_val.py"
+    text = path.read_text()
+    test_line = _line(text, "if val_loss <= best:")
+    saves = {_line(text, '"best_model.pt"'), _line(text, '"final_model.pt"'), _line(text, '"best_copy.pt"')}
+    report = audit_file(path)
+    assert report.verdict is Verdict.CLEAN  # a reviewer's question, not a disqualification
+    found = [f for f in report.findings if f.rule is Rule.SELECT_ON_VAL]
+    assert {f.line for f in found} == saves  # not the periodic checkpoint, not the branch that only logs
+    assert all(f.severity is Severity.WARNING and f.related == (test_line,) for f in found)
+    # Exporting the last weights instead: the artifact is no longer chosen by the score.
+    last = audit_file(path, env={"EXPORT_BEST": "0"})
+    assert {f.line for f in last.findings} == saves - {_line(text, '"final_model.pt"')}
+
+
+def test_a_branch_on_anything_but_a_validation_score_chooses_nothing():
+    report = snippet("""
+        import numpy as np, torch
+        val = torch.from_numpy(np.fromfile("data/fineweb_val_0.bin", dtype=np.uint16).astype(np.int64))
+        model = torch.nn.Linear(4, 4)
+        if val.numel() > 1000 and torch.cuda.is_available():  # the tokens, not a score
+            torch.save(model.state_dict(), "final_model.pt")
+    """)
+    assert report.findings == ()
+
+
 def test_calibration_on_training_data_after_saving_raw_weights_is_not_evaluation():
     assert audit_file(FIXTURES / "train_and_eval_gptq_train.py").verdict is Verdict.CLEAN
 

@@ -47,6 +47,7 @@ EXPECTED = {
     "pep701_ttt.py": Verdict.CLEAN,
     "ttt_on_a_copy.py": Verdict.CLEAN,
     "lora_ttt_frozen_base.py": Verdict.CLEAN,
+    "best_checkpoint_by_val.py": Verdict.CLEAN,
 }
 NOT_PYTHON = {"syntax_error.py"}  # cannot be audited at all: an error, never a verdict
 

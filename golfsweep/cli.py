@@ -172,8 +172,9 @@ def _print_plan(spec) -> None:
 
     files = ScriptFiles.read(spec.script, spec.files)
     if files.support:
+        binaries = f"; not text, so not counted: {', '.join(files.binary_names)}" if files.binary_names else ""
         typer.echo(f"code: {spec.script.name} runs {', '.join(files.names)} beside it; all travel with each run "
-                   f"and count in the artifact ({files.code_bytes:,} bytes of code)")
+                   f"and count in the artifact ({files.code_bytes:,} bytes of code){binaries}")
     if spec.sampler.name.value in ("tpe", "gp", "cmaes") and spec.trials > spec.sampler.n_startup_trials:
         typer.echo(f"note: configs after the first {spec.sampler.n_startup_trials} depend on results; "
                    f"shown as drawn before any result", err=False)

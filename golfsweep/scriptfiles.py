@@ -10,9 +10,14 @@ with the sweep and are exported with the record.
 names: every ``.py`` file beside the script that a string literal of the script names (a path
 relative to the script's folder), and every module or package beside it that the script imports
 (``import X`` / ``from X import ...`` with ``X.py`` or ``X/`` there: Python puts the script's
-folder first on ``sys.path``, so that file is what runs). Found files are read the same way, so a
-chain of them is followed. What the text cannot show (a name built at run time, a data file)
-is listed in ``[sweep] files``.
+folder first on ``sys.path``, so that file is what runs). A package travels whole: its
+``__init__.py`` may load what sits beside it (a compiled extension it globs for). Found ``.py``
+files are read the same way, so a chain of them is followed. What the text cannot show (a name
+built at run time, a data file) is listed in ``[sweep] files``.
+
+**Which bytes count.** Code is text: the script and every support file that is UTF-8 text. A
+binary file (a compiled ``.so`` a package ships as a convenience) travels with the run but is a
+build product of source that counts, not code.
 """
 
 from __future__ import annotations
@@ -54,12 +59,17 @@ class ScriptFiles:
 
     @property
     def code_bytes(self) -> int:
-        """Bytes of code in the artifact: the script and every file it runs."""
-        return len(self.script) + sum(len(d) for _, d in self.support)
+        """Bytes of code in the artifact: the script and every text file it runs (binaries travel, uncounted)."""
+        return len(self.script) + sum(len(d) for _, d in self.support if is_text(d))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.support)
+
+    @property
+    def binary_names(self) -> tuple[str, ...]:
+        """Support files that are not text: shipped with each run, not counted as code."""
+        return tuple(n for n, d in self.support if not is_text(d))
 
     def write(self, folder: Path) -> Path:
         """Write every file into ``folder`` (support files at their relative paths); returns the script's path."""
@@ -85,6 +95,17 @@ class ScriptFiles:
             except OSError as exc:
                 raise GolfsweepError(f"sweep.files: {name!r} must be readable ({exc.strerror})") from None
         return cls(script.name, raw, tuple(sorted(found.items())))
+
+
+def is_text(data: bytes) -> bool:
+    """Whether ``data`` is source text: UTF-8 without NUL bytes."""
+    if b"\0" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def support_name_problem(folder: Path, name: str, script_name: str) -> str | None:
@@ -114,7 +135,8 @@ def _find(script: Path, raw: bytes) -> dict[str, bytes]:
         for rel in _named_files(folder, todo.pop().decode("utf-8", "replace")):
             if rel != script.name and rel not in found:
                 found[rel] = (folder / rel).read_bytes()
-                todo.append(found[rel])
+                if rel.endswith(".py"):
+                    todo.append(found[rel])
     return found
 
 
@@ -127,9 +149,11 @@ def _named_files(folder: Path, text: str) -> Iterable[str]:
     for mod in modules:
         if (folder / f"{mod}.py").is_file():
             yield f"{mod}.py"
-        elif (folder / mod).is_dir() and _inside(folder, mod):
-            yield from sorted(str(p.relative_to(folder).as_posix()) for p in (folder / mod).rglob("*.py")
-                              if p.is_file() and "__pycache__" not in p.parts)
+        elif (folder / mod).is_dir() and _inside(folder, mod):  # a package: all of it, caches and dotfiles aside
+            yield from sorted(p.relative_to(folder).as_posix() for p in (folder / mod).rglob("*")
+                              if p.is_file() and not p.is_symlink() and p.suffix != ".pyc"
+                              and not any(part == "__pycache__" or part.startswith(".")
+                                          for part in p.relative_to(folder).parts))
 
 
 def _inside(folder: Path, rel: str) -> bool:

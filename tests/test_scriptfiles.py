@@ -45,6 +45,20 @@ def test_a_file_the_script_names_or_imports_beside_it_is_found(tmp_path):
         ["helpers.py", "quant/__init__.py", "quant/pack.py"]
 
 
+def test_an_imported_package_travels_whole_and_only_its_text_counts_as_code(tmp_path):
+    so = b"\x7fELF\x02\x01\x01\0" + b"import os\n" * 3  # binary, whatever text it holds is never read
+    files = {"train_gpt.py": "import fused\n", "fused/__init__.py": "import torch  # loads the .so beside it\n",
+             "fused/fused_ext.cpython-311-x86_64-linux-gnu.so": so, "fused/csrc/kernel.cu": "// kernel\n",
+             "fused/.build.log": "x", "fused/__pycache__/__init__.cpython-311.pyc": b"\0", "os.py": ""}
+    script = _folder(tmp_path, files)
+    assert find_support(script, script.read_bytes()) == \
+        ["fused/__init__.py", "fused/csrc/kernel.cu", "fused/fused_ext.cpython-311-x86_64-linux-gnu.so"]
+    shipped = ScriptFiles.read(script)
+    assert shipped.binary_names == ("fused/fused_ext.cpython-311-x86_64-linux-gnu.so",)
+    text = ("train_gpt.py", "fused/__init__.py", "fused/csrc/kernel.cu")
+    assert shipped.code_bytes == sum((tmp_path / n).stat().st_size for n in text)
+
+
 def test_found_files_are_read_in_turn(tmp_path):
     files = {"train_gpt.py": LOADER, "train_impl.py": "from util import f\n", "util.py": "g = open('./more.py')\n",
              "more.py": ""}
@@ -121,6 +135,11 @@ def test_the_dry_run_names_the_files_that_travel(tmp_path):
     res = invoke_cli("run", _sweep(tmp_path), "--dry-run")
     assert res.exit_code == 0, res.stderr
     assert "code: train_gpt.py runs train_impl.py beside it" in res.stdout
+    assert "not counted" not in res.stdout
+    (tmp_path / "src" / "blob.so").write_bytes(b"\0\1")
+    res = invoke_cli("run", _sweep(tmp_path, 'files = ["blob.so"]'), "--dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert "; not text, so not counted: blob.so" in res.stdout
 
 
 @pytest.mark.parametrize("listed,needle", [

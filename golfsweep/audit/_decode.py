@@ -275,11 +275,11 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
                 notes.append(f"{where}line {stmt.lineno}: cannot read the code it runs ({e})")
             return None
         if kind == "file":
-            text, name = _read_sibling(value, script, stmt.lineno, where, notes)
+            text, sub_script = _read_sibling(value, script, folder, stmt.lineno, where, notes)
             if text is None:
                 return None
+            name = sub_script.relative_to(folder.resolve()).as_posix()
             sub_label = f"{name} (run by {label or (script.name if script else 'the script')} line {stmt.lineno})"
-            sub_script = script.with_name(name) if script else None
         else:
             text = value.decode("utf-8") if isinstance(value, bytes) else value
             if not isinstance(text, str):
@@ -296,18 +296,23 @@ def expand(tree: ast.Module, script: Path | None, parse, label: str | None = Non
     return Expansion(tree, sources, notes)
 
 
-def _read_sibling(value, script: Path | None, line: int, where: str, notes: list[str]) -> tuple[str | None, str]:
-    if not isinstance(value, str) or script is None:
+def _read_sibling(value, script: Path | None, folder: Path | None, line: int, where: str,
+                  notes: list[str]) -> tuple[str | None, Path | None]:
+    """The text of the file ``exec(open(value).read())`` runs, and its resolved path. A relative
+    path is resolved as Python does, against the working directory: a run's is the script's folder
+    (``folder``), also when the call is in a module of a package below it."""
+    if not isinstance(value, str) or script is None or folder is None:
         notes.append(f"{where}line {line}: runs a file the audit cannot locate")
-        return None, ""
+        return None, None
     path = Path(value)
     if not path.is_absolute():
-        path = script.parent / path
-    if not path.resolve().is_relative_to(script.resolve().parent):
+        path = folder / path
+    path = path.resolve()
+    if not path.is_relative_to(folder.resolve()):
         notes.append(f"{where}line {line}: runs `{value}`, outside the script's folder; not read")
-        return None, ""
+        return None, None
     try:
-        return path.read_bytes().decode("utf-8"), path.name
+        return path.read_bytes().decode("utf-8"), path
     except (OSError, UnicodeDecodeError) as e:
         notes.append(f"{where}line {line}: runs `{path.name}`, which cannot be read ({e})")
-        return None, ""
+        return None, None

@@ -507,6 +507,16 @@ def test_a_package_beside_the_script_is_read_with_its_relative_imports(tmp_path,
     assert not any("not part of the audited file" in n for n in report.notes)
 
 
+def test_a_relative_path_a_package_module_runs_resolves_against_the_working_directory(tmp_path):
+    # Python opens a relative path from the working directory, which is the script's folder for a run.
+    files = {"tttpkg/__init__.py": 'exec(open("ttt_impl.py").read())\n', "ttt_impl.py": TTT_MODULE,
+             "tttpkg/ttt_impl.py": "raise SystemExit('the wrong file')\n",
+             "train_gpt.py": SCRIPT.format(imports="from tttpkg import adapt", call="adapt", first=False)}
+    report = _audit_folder(tmp_path, files)
+    assert report.verdict is Verdict.FLAGGED, report.to_dict()
+    assert any(s.startswith("ttt_impl.py (run by tttpkg/__init__.py") for s in report.sources)
+
+
 @pytest.mark.parametrize("imports,call", [
     ("import ttt", "ttt.adapt"), ("import ttt as t", "t.adapt"), ("from ttt import adapt", "adapt"),
     ("from ttt import adapt as go", "go"), ("from ttt import *", "adapt"),

@@ -271,8 +271,9 @@ def parse_log_cmd(
         if json_out:
             typer.echo(json.dumps(d))
         else:
+            taken = "".join(f" ({k} from {v})" for k, v in borrowed.items())
             typer.echo(f"{path}: {d['metric_label']} val_bpb={d['val_bpb']} val_loss={d['val_loss']} "
-                       f"bytes_total={d['bytes_total']} train_time_ms={d['train_time_ms']} seed={d['seed']}")
+                       f"bytes_total={d['bytes_total']} train_time_ms={d['train_time_ms']} seed={d['seed']}{taken}")
 
 
 # --------------------------------------------------------------------------- demo

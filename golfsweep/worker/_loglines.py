@@ -58,13 +58,17 @@ SIZE_RES = (
     re.compile(r"^Total submission size(?: [^:]*)?:\s*(\d+) bytes"),
     re.compile(r"^budget:(\d+)/\d+"),
     re.compile(r"\|\s*Total submission:\s*(\d+) bytes"),
+    # ``key:value`` byte counts: ``artifact_bytes:N``, or ``total:N`` among ``*_bytes:N`` fields
+    # (``compressed_blob_bytes:… code_bytes:… total:…``); ``target_artifact_bytes`` is a limit.
+    re.compile(r"(?:^|\s)(?:artifact|submission)_bytes:\s*(\d+)(?!\S)"),
+    re.compile(r"^(?=.*(?:^|\s)\w+_bytes:\s*\d)(?:.*\s)?total(?:_bytes)?:\s*(\d+)(?!\S)"),
 )
 MODEL_RE = re.compile(r"^Serialized model (\S[^:]*):\s*(\d+) bytes")
 # Lines that say the artifact exists: serialization, size and budget-check lines.
 ARTIFACT_RES = SIZE_RES + (
     re.compile(r"^Serialized model\b[^:]*:\s*\d+ bytes"),
     re.compile(r"\d(?:MB|B| bytes)\b.*\b(?:FITS|OVER)\b"),
-    re.compile(r"(?i)\bload(?:ing|ed|s)?\b.*\b(?:artifact|\S+\.ptz)\b"),  # evaluation-only runs
+    re.compile(r"(?i)\b(?:load(?:ing|ed|s)?|using)\b.*\b(?:artifact|\S+\.ptz)\b"),  # evaluation-only runs
 )
 # A label that calls itself "pre-<something>" (pre-quantization, pre_ttt, prequant)
 # names a state before the final one.

@@ -253,6 +253,10 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
             " the file may end with a run that printed no final evaluation",
         )
 
+    if chosen is None and not curve and not candidates:
+        warnings += ("no evaluation line is recognised (`<label> val_loss:… val_bpb:…` or `step:N/M val_loss:…"
+                     " val_bpb:…`): the run printed none, or in a format golfsweep does not read",)
+
     metric_label = val_bpb = val_loss = metric_line_no = eval_time_ms = None
     if chosen is not None:
         metric_label, val_bpb, val_loss = chosen.label, chosen.val_bpb, chosen.val_loss
@@ -297,12 +301,15 @@ def companion_values(path: str | os.PathLike, parsed: ParsedLog) -> tuple[Parsed
     """Fill a log's missing artifact size and train time from its seed's training log.
 
     Some records keep an evaluation-only log (e.g. a TTT re-run in a subfolder) beside the
-    training log of the same seed; the size and train time live in the latter. Looks for
+    training log of the same seed; the size and train time live in the latter. A log that
+    trained is never filled: another log of its seed is another run. Looks for
     other logs with the same file-name seed in the same folder and the one above it.
     Returns the filled result and, per filled field, the companion's path.
     """
     if parsed.bytes_total is not None and parsed.train_time_ms is not None:
         return parsed, {}
+    if parsed.curve or parsed.last_step is not None:
+        return parsed, {}  # it trained: what it lacks, its own run did not print (a stopped run)
     path = Path(path)
     seed = seed_from_filename(path.name)
     if seed is None:
@@ -428,7 +435,7 @@ def _choose(
     if not phases:
         alternatives += others
         warnings.append(f"no artifact line (serialization/size) precedes the evaluations, so the final"
-                        f" artifact's cannot be told apart; chose the last, {_fmt(chosen)};"
+                        f" artifact's evaluations cannot be told apart; chose the last, {_fmt(chosen)};"
                         f" alternatives: {_fmt(*others) or 'none'}")
     elif not math.isfinite(chosen.val_bpb) and any(math.isfinite(c.val_bpb) for c in others):
         finite = [c for c in others if math.isfinite(c.val_bpb)]

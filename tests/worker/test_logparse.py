@@ -289,6 +289,45 @@ def test_eval_only_log_borrows_size_and_train_time_from_its_seeds_training_log(t
                         "train_time_ms": str(tmp_path / "train_seed42.log")}
 
 
+def test_a_log_that_trained_never_borrows_another_logs_values(tmp_path):
+    from golfsweep.worker import companion_values, parse_log_file
+
+    (tmp_path / "run_seed42.log").write_text(
+        "step:2000/20000 val_loss:2.20 val_bpb:1.30 train_time:180000ms\n"
+        "stopping_early: wallclock_cap train_time:599968ms step:6000/20000\n"
+        "Total submission size: 15875110 bytes\nfinal_q val_loss:2.1 val_bpb:1.25 eval_time:9000ms\n")
+    stopped = tmp_path / "run_seed42_b.log"  # the same seed run again and cut off: a different run
+    stopped.write_text("step:2000/20000 val_loss:2.16 val_bpb:1.2789 train_time:180830ms\nConnection closed.\n")
+    parsed, borrowed = companion_values(stopped, parse_log_file(stopped))
+    assert (parsed.metric_label, parsed.val_bpb) == ("step_val_last", 1.2789)
+    assert (parsed.bytes_total, parsed.train_time_ms, borrowed) == (None, None, {})
+
+
+def test_byte_counts_printed_as_key_value_fields_are_the_artifact_size():
+    p = parse_log(
+        "step:900/900 val_loss:3.31 val_bpb:1.30 train_time:590000ms\n"
+        "final_fp val_loss:3.3052 val_bpb:1.2941 eval_time:7768ms\n"
+        "baseline_bytes:92586152 stored_bytes:23229780\n"
+        "compressed_blob_bytes:15741311 code_bytes:59488 total:15800799\n"
+        "target_artifact_bytes:16000000 headroom:199201\n"
+        "final_quant val_loss:3.3128 val_bpb:1.2970 eval_time:7345ms artifact_bytes:15800799\n")
+    assert (p.metric_label, p.val_bpb, p.bytes_total, p.warnings) == ("final_quant", 1.297, 15800799, ())
+    assert parse_log("tokens_seen:123 total:4096\nx val_loss:1 val_bpb:1\n").bytes_total is None  # not bytes
+
+
+def test_an_evaluation_only_run_using_a_checkpoint_scores_that_artifact():
+    p = parse_log("seed: 1337\nfinal_fp val_loss:2.5 val_bpb:1.20\n"
+                  "eval_only:using quantized checkpoint from /ckpt/seed0/final_model.int6.ptz\n"
+                  "final_q val_loss:2.6 val_bpb:1.21\n")
+    assert (p.metric_label, p.val_bpb, p.warnings) == ("final_q", 1.21, ())
+
+
+def test_a_log_with_no_evaluation_in_any_known_form_says_so():
+    p = parse_log("Artifact: 15,188,240 bytes (14.48 MB)\nQuantized BPB (no XSA): 1.027163\n")
+    assert p.val_bpb is None
+    assert len(p.warnings) == 1 and p.warnings[0].startswith("no evaluation line is recognised")
+
+
 # --------------------------------------------------------------------------- choosing by protocol
 
 

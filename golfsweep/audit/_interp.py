@@ -323,6 +323,21 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
             self._induction[key] = names
         return self._induction[key]
 
+    def range_trips(self, it: ast.expr, st: State) -> int | None:
+        """How many times ``for x in range(...)`` runs when its bounds are known constants (a setting
+        at its default or pinned with ``--env``: ``range(args.ttt_epochs)``), else None."""
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                and 1 <= len(it.args) <= 3 and not it.keywords
+                and self.lookup("range", st).lib == "builtins.range"):
+            return None
+        bounds = [self.ev(a, st) for a in it.args]
+        if not all(b.known() and isinstance(b.const, int) and not isinstance(b.const, bool) for b in bounds):
+            return None
+        try:
+            return len(range(*(b.const for b in bounds)))
+        except ValueError:  # a zero step: an error at run time
+            return None
+
     def remap_all(self, st: State, f) -> None:
         st.remap(f)
         self.attrs = {k: vmap(v, f) for k, v in self.attrs.items()}
@@ -337,6 +352,9 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
             return st
         iters: list[V] = []
         call_name = None
+        trips = self.range_trips(node.iter, st) if is_for else None
+        if trips == 0:  # ``for epoch in range(0)``: the body never runs
+            return self.exec_block(node.orelse, st)
         if is_for:
             it = node.iter
             if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("enumerate", "zip") \
@@ -360,7 +378,7 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
         cur = st.copy()
         ends: list[State] = []
         try:
-            for pass_no in range(2):
+            for pass_no in range(1 if trips == 1 else 2):  # one trip: no back edge, nothing before it
                 self.loop_pass[L] = pass_no
                 s = cur.copy()
                 for name in induction:
@@ -382,7 +400,7 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
         finally:
             fr.loops.pop()
             self.active.pop()
-        out = join_states([entry] + ends + ctx.breaks)
+        out = join_states(([] if trips == 1 else [entry]) + ends + ctx.breaks)
         if node.orelse:
             out = self.exec_block(node.orelse, out) if out is not None else None
         if out is not None:

@@ -132,6 +132,18 @@ def test_an_update_belongs_to_the_model_it_ran_through():
     assert {r for r, _ in rules(report)} == {"update_before_score", "rescore_after_update"}
 
 
+@pytest.mark.parametrize("passes,verdict", [("2", Verdict.FLAGGED), ("1", Verdict.CLEAN), ("0", Verdict.CLEAN)])
+def test_a_loop_over_a_known_range_runs_that_many_times(passes, verdict):
+    # ``for epoch in range(EPOCHS)`` with one epoch is one score-first pass: no epoch comes back to
+    # tokens an earlier one trained on. Zero epochs never run the body.
+    text = (FIXTURES / "multipass_rescore.py").read_text()
+    text = text.replace("import numpy as np\n", "import os\n\nimport numpy as np\n", 1)
+    text = text.replace("def ttt_eval(model, val_tokens, passes=2):",
+                        'def ttt_eval(model, val_tokens, passes=int(os.environ.get("TTT_EPOCHS", "2"))):')
+    assert audit_source(text).verdict is Verdict.FLAGGED
+    assert audit_source(text, env={"TTT_EPOCHS": passes}).verdict is verdict
+
+
 FREEZE_LOOP = "for p in model.parameters():\n    p.requires_grad_(False)\n"
 
 

@@ -10,6 +10,7 @@ from golfsweep.audit._decode import expand
 from golfsweep.audit._interp import Interp
 from golfsweep.audit._report import AuditInputError, AuditReport, Severity, Verdict
 from golfsweep.audit._scan import scan
+from golfsweep.audit._target import target_leaks
 from golfsweep.audit._syntax import ParseFailure, parse_any
 from golfsweep.redact import SECRET_MASK, is_secret_name
 
@@ -42,7 +43,7 @@ def audit_source(source: str, path: str | PathLike | None = None, *,
     interp = Interp(expansion.tree, unknown_modules, env, script.name if script else None)
     interp.run()
 
-    findings = sorted(scan_findings + interp.judge.finish(), key=lambda f: (f.source or "", f.line, f.rule.value))
+    findings = sorted(scan_findings + target_leaks(expansion.tree) + interp.judge.finish(), key=lambda f: (f.source or "", f.line, f.rule.value))
     unknown = unknown + expansion.notes + interp.unknown
     if any(f.severity is Severity.VIOLATION for f in findings):
         verdict = Verdict.FLAGGED

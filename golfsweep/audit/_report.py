@@ -46,6 +46,7 @@ class Rule(str, enum.Enum):
     RESCORE = "rescore_after_update"
     VAL_CALIBRATION = "val_calibration"
     SELECT_ON_VAL = "select_by_validation"
+    TARGET_LEAK = "target_shapes_distribution"
     TRAIN_IN_EVAL = "train_data_in_eval"
     NETWORK = "network"
     DYNAMIC = "dynamic_code"

@@ -322,6 +322,54 @@ def test_closure_handed_to_an_optimizer_step_is_followed():
     assert [f.rule for f in report.findings] == ["update_before_score"]
 
 
+TARGET_SCORING = """
+    import torch
+    import torch.nn.functional as F
+
+
+    def score(logits, targets, cache):
+        {before}
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+"""
+
+
+@pytest.mark.parametrize("before,leaks", [
+    # the true token is kept out of a mask that removes the others: the distribution depends on it
+    ("keep = logits < logits.max(-1, keepdim=True).values - 2.0\n"
+     "        safe = targets.clamp(min=0)\n"
+     "        keep.scatter_(-1, safe.unsqueeze(-1), False)\n"
+     "        logits = logits.masked_fill(keep, -1e9)", True),
+    ("logits = logits + 5.0 * F.one_hot(targets, logits.size(-1))", True),
+    ("bonus = torch.zeros_like(logits)\n        bonus[..., targets] = 1.0\n        logits = logits + bonus", True),
+    # the target's validity masks positions, a cache is read for this token: no write at its index
+    ("logits = logits + cache.log()\n        mask = targets != 0", False),
+])
+def test_a_distribution_changed_at_the_target_index_is_flagged(before, leaks):
+    report = audit_snippet(TARGET_SCORING.format(before=before))
+    found = [f for f in report.findings if f.rule == "target_shapes_distribution"]
+    assert bool(found) is leaks, report.findings
+    if leaks:
+        assert found[0].severity == "violation" and report.verdict is Verdict.FLAGGED
+
+
+def test_a_cache_updated_with_the_target_after_scoring_it_is_not_a_leak():
+    report = audit_snippet("""
+        import torch
+        import torch.nn.functional as F
+
+
+        def run(model, chunks, vocab):
+            counts = torch.ones(vocab)
+            total = 0.0
+            for x, y in chunks:
+                logits = model(x) + counts.log()
+                total += F.cross_entropy(logits, y).item()
+                counts.scatter_add_(0, y, torch.ones_like(y, dtype=torch.float))
+            return total
+    """)
+    assert not [f for f in report.findings if f.rule == "target_shapes_distribution"]
+
+
 def test_violation_in_unreached_code_is_only_a_warning():
     report = audit_snippet("""
         import torch

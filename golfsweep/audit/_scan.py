@@ -115,6 +115,9 @@ def scan(tree: ast.Module) -> tuple[list[Finding], list[str], list[str], set[str
                                         getattr(node, SOURCE_ATTR, None)))
             if q in vocab.NETWORK_CALLS or q.endswith(vocab.NETWORK_CALL_SUFFIXES):
                 net(node, f"`{q}()` accesses the network")
+            elif q in vocab.TELEMETRY_CALLS:
+                net(node, f"`{q}()` {vocab.TELEMETRY_CALLS[q]}: outbound network during the run",
+                    Severity.WARNING)
             elif q in vocab.SHELL_CALLS:
                 words = [w for s in _strings(node) for w in s.split()]
                 cmd = _network_command(words)

@@ -53,6 +53,12 @@ NETWORK_CALLS = {
     "socket.getaddrinfo", "socket.gethostbyname", "urllib.request.urlopen", "urllib.request.urlretrieve",
 }
 NETWORK_CALL_SUFFIXES = (".from_pretrained", ".snapshot_download", ".hf_hub_download")
+# Experiment trackers: they send run data out (telemetry, nothing comes back into the model) unless
+# the environment turns them off, so a warning, not a violation.
+TELEMETRY_CALLS = {"wandb.init": "sends the run to wandb.ai unless WANDB_MODE=offline or disabled",
+                   "mlflow.start_run": "sends the run to an MLflow server when MLFLOW_TRACKING_URI names one",
+                   "comet_ml.Experiment": "sends the run to Comet unless COMET_MODE=offline",
+                   "neptune.init_run": "sends the run to Neptune unless mode='offline'"}
 SHELL_CALLS = {"os.system", "os.popen", "subprocess.run", "subprocess.call", "subprocess.check_call",
                 "subprocess.check_output", "subprocess.Popen", "subprocess.getoutput",
                 "subprocess.getstatusoutput", "asyncio.create_subprocess_exec", "asyncio.create_subprocess_shell",

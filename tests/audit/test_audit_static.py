@@ -370,6 +370,21 @@ def test_a_cache_updated_with_the_target_after_scoring_it_is_not_a_leak():
     assert not [f for f in report.findings if f.rule == "target_shapes_distribution"]
 
 
+def test_an_experiment_tracker_is_a_network_warning_not_a_violation():
+    report = audit_snippet("""
+        import os
+        try:
+            import wandb
+        except ImportError:
+            wandb = None
+        if wandb is not None and os.environ.get("WANDB_MODE") != "disabled":
+            wandb.init(project="golf")
+    """)
+    [f] = report.findings
+    assert (f.rule, f.severity, report.verdict) == ("network", "warning", Verdict.CLEAN)
+    assert "WANDB_MODE=offline" in f.message
+
+
 def test_violation_in_unreached_code_is_only_a_warning():
     report = audit_snippet("""
         import torch

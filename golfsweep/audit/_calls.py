@@ -388,6 +388,8 @@ class CallMixin:
         if any(f.node is fn for f in self.stack) or len(self.stack) > self.MAX_DEPTH:
             return join(*args, *kwargs.values()).data()
         self.visited.add(id(fn))
+        if not self.root_mode and not self.conditions:  # on the path the default configuration runs
+            self.reached.add(id(fn))
         decos = [dotted(d.func if isinstance(d, ast.Call) else d) or "" for d in getattr(fn, "decorator_list", [])]
         is_static = any(d.endswith("staticmethod") for d in decos)
         is_classmethod = any(d.endswith("classmethod") for d in decos)

@@ -60,6 +60,7 @@ class Interp(ExprMixin, CallMixin, AssignMixin, ClassTable):
         self.unknown: list[str] = []
         self.notes: list[str] = []
         self.visited: set[int] = set()
+        self.reached: set[int] = set()  # functions run under no switched-off condition, from the entry point
         self.reported_modules: set[str] = set()
         self.conditions: list[str] = []
         self.splits = 0

@@ -128,12 +128,68 @@ def _statements(body: list[ast.stmt]):
             yield from _statements(h.body)
 
 
-def target_leaks(tree: ast.Module) -> list[Finding]:
+def _scores(body: list[ast.stmt]) -> bool:
+    """Whether a function computes a score: a loss, or a (log-)softmax to read probabilities from."""
+    return any(isinstance(c, ast.Call) and (_call_name(c) in _LOSSES or _call_name(c) in ("log_softmax", "softmax"))
+               for s in _statements(body) for c in ast.walk(s))
+
+
+def _masked(value: ast.expr) -> ast.expr | None:
+    """``(h) & mask`` / ``(h) % buckets`` (through ``.astype(...)`` and the like): the hash ``h``."""
+    while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+        value = value.func.value
+    if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.BitAnd, ast.Mod)):
+        return value.left
+    return None
+
+
+def _enumerates(node: ast.expr, defs: dict[str, ast.expr], depth: int = 0) -> bool:
+    """Whether ``node`` walks the vocabulary (``arange``/``range``): every candidate token, not one."""
+    if any(isinstance(c, ast.Call) and _call_name(c) in ("arange", "range") for c in ast.walk(node)):
+        return True
+    return depth < 4 and any(n in defs and _enumerates(defs[n], defs, depth + 1) for n in _data(node))
+
+
+def _hashed_lookups(body: list[ast.stmt], modules: set[str]) -> list[tuple[int, ast.Subscript]]:
+    """Reads of a count table at ``(h ^ t * p) & mask`` beside one at ``h & mask``, in a function that
+    scores: the count of (context, t) over the count of the context is a probability for the single
+    token ``t`` at each position, with no distribution over the vocabulary behind it (buckets collide,
+    so the values for all possible tokens sum to more than 1). Counting updates write; they are not reads.
+    Returns (line of the hashed key, the read)."""
+    if not _scores(body):
+        return []
+    assigns = [s for s in _statements(body) if isinstance(s, ast.Assign) and len(s.targets) == 1
+               and isinstance(s.targets[0], ast.Name)]
+    defs = {s.targets[0].id: s.value for s in assigns}
+    contexts = {ast.dump(h) for s in assigns if (h := _masked(s.value)) is not None
+                and not (isinstance(h, ast.BinOp) and isinstance(h.op, ast.BitXor))}
+    keys: dict[str, int] = {}
+    for s in assigns:
+        h = _masked(s.value)
+        while isinstance(h, ast.Call) and isinstance(h.func, ast.Attribute):
+            h = h.func.value
+        if isinstance(h, ast.BinOp) and isinstance(h.op, ast.BitXor) and ast.dump(h.left) in contexts \
+                and not _enumerates(h.right, defs):
+            keys[s.targets[0].id] = s.lineno
+    return [(min(keys[n] for n in _data(sub.slice) & keys.keys()), sub)
+            for s in _statements(body) for sub in ast.walk(s)
+            if isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Load) and _data(sub.slice) & keys.keys()]
+
+
+def target_leaks(tree: ast.Module, reached: set[int] | None = None, followed: set[int] | None = None) -> list[Finding]:
+    """Findings for every function of ``tree``. ``followed``: ids of the functions the interpreter ran
+    (from anywhere), ``reached``: those the script's default configuration runs. A finding in a function
+    followed but not reached is a warning that says so; one the interpreter never runs (a model's own
+    method, called as a whole) keeps its severity."""
     findings: list[Finding] = []
     modules = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in n.names}  # ``torch.cat``, ``F.one_hot``: modules, not data
-    scopes = [tree.body] + [n.body for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    for body in scopes:
+    scopes = [(None, tree.body)] + [(n, n.body) for n in ast.walk(tree)
+                                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for fn, body in scopes:
+        severity, off = Severity.VIOLATION, ""
+        if fn is not None and reached is not None and followed is not None and id(fn) in followed - reached:
+            severity, off = Severity.WARNING, " (in code the script's default configuration does not run)"
         for s in _statements(body):
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
@@ -144,6 +200,14 @@ def target_leaks(tree: ast.Module) -> list[Finding]:
                     findings.append(Finding(
                         Rule.TARGET_LEAK, call.lineno, getattr(call, "end_lineno", None),
                         f"the distribution scored here was changed at the target token's own index at line {line}:"
-                        f" a token's probability may depend only on the artifact and the tokens before it",
-                        Severity.VIOLATION, getattr(call, SOURCE_ATTR, None), (line,)))
+                        f" a token's probability may depend only on the artifact and the tokens before it{off}",
+                        severity, getattr(call, SOURCE_ATTR, None), (line,)))
+        if fn is not None:
+            for line, sub in _hashed_lookups(body, modules)[:1]:
+                findings.append(Finding(
+                    Rule.TARGET_LEAK, sub.lineno, getattr(sub, "end_lineno", None),
+                    f"a table is read here at a key that hashes in the target token (line {line}): colliding "
+                    f"buckets make the values read for every possible next token sum to more than 1, so the score "
+                    f"is not a probability from one distribution{off}", severity,
+                    getattr(sub, SOURCE_ATTR, None), (line,)))
     return findings

@@ -370,6 +370,56 @@ def test_a_cache_updated_with_the_target_after_scoring_it_is_not_a_leak():
     assert not [f for f in report.findings if f.rule == "target_shapes_distribution"]
 
 
+NGRAM_SCORING = """
+    import os
+    import numpy as np
+    import torch.nn.functional as F
+
+    NGRAM = int(os.environ.get("NGRAM", "{ngram}"))
+    PRIMES = np.array([36313, 27191, 51647], dtype=np.uint64)
+    MASK = np.uint64(2**22 - 1)
+    ctx_table = np.zeros(2**22, dtype=np.uint32)
+    full_table = np.zeros(2**22, dtype=np.uint32)
+
+
+    def score(logits, x, y, val_np, pos):
+        nll = F.cross_entropy(logits, y, reduction="none").numpy()
+        ctx_hash = val_np[pos - 1].astype(np.uint64) * PRIMES[0]
+        ctx_key = (ctx_hash & MASK).astype(np.int64)
+        {extra}
+        full_key = ((ctx_hash ^ (nxt * PRIMES[1])) & MASK).astype(np.int64)
+        {use}
+        return nll
+
+
+    def evaluate(model, batches, val_np):
+        total = 0.0
+        for x, y, pos in batches:
+            total += score(model(x), x, y, val_np, pos).sum() if NGRAM else F.cross_entropy(model(x), y).item()
+        return total
+
+
+    print(evaluate(None, [], np.zeros(4, dtype=np.uint16)))
+"""
+READ = ("p = np.minimum(full_table[full_key], ctx_table[ctx_key]) / np.maximum(ctx_table[ctx_key], 1)\n"
+        "        nll = -np.log(0.7 * np.exp(-nll) + 0.3 * p)")
+COUNT = "np.add.at(ctx_table, ctx_key, 1)\n        np.add.at(full_table, full_key, 1)"
+
+
+@pytest.mark.parametrize("extra,use,ngram,severity", [
+    ("nxt = val_np[pos].astype(np.uint64)", READ, "1", "violation"),  # the scored token hashed into the key
+    ("nxt = val_np[pos].astype(np.uint64)", READ, "0", "warning"),  # the same, off by default
+    ("nxt = val_np[pos].astype(np.uint64)", COUNT, "1", None),  # counting after scoring only writes
+    ("nxt = np.arange(1024, dtype=np.uint64)[:, None]", READ, "1", None),  # every candidate: a distribution
+])
+def test_a_count_table_read_at_a_key_that_hashes_in_the_scored_token(extra, use, ngram, severity):
+    report = audit_snippet(NGRAM_SCORING.format(extra=extra, use=use, ngram=ngram))
+    found = [f for f in report.findings if f.rule == "target_shapes_distribution"]
+    assert [f.severity for f in found] == ([severity] if severity else []), report.findings
+    if severity == "warning":
+        assert "default configuration does not run" in found[0].message and report.verdict is Verdict.CLEAN
+
+
 def test_an_experiment_tracker_is_a_network_warning_not_a_violation():
     report = audit_snippet("""
         import os

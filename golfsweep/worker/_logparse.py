@@ -248,10 +248,11 @@ def parse_log(text: str, metric_labels: Sequence[str] | None = None) -> ParsedLo
     candidates = _fill_exact_eval_times(candidates)
     chosen, alternatives, warnings = _choose(candidates, seen, metric_labels, any_artifact)
     if chosen is not None and last_train > chosen.line_no:
-        warnings += (
-            f"training lines continue after the chosen {_fmt(chosen)} (last at line {last_train}):"
-            " the file may end with a run that printed no final evaluation",
-        )
+        later = [c for c in candidates if c.line_no > last_train and not seen[c.line_no].summary]
+        why = (f"the evaluations after them ({_fmt(*later[:3])}{', …' if len(later) > 3 else ''}) follow no"
+               " artifact line, so none of them is taken as this file's score" if later
+               else "the file may end with a run that printed no final evaluation")
+        warnings += (f"training lines continue after the chosen {_fmt(chosen)} (last at line {last_train}): {why}",)
 
     if chosen is None and not curve and not candidates:
         warnings += ("no evaluation line is recognised (`<label> val_loss:… val_bpb:…` or `step:N/M val_loss:…"

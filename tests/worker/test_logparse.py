@@ -474,6 +474,12 @@ def test_training_after_the_chosen_evaluation_is_flagged():
     p = parse_log(text)
     assert (p.metric_label, p.metric_line_no) == ("final_int8_zlib_roundtrip_exact", 28)
     assert len(p.warnings) == 1 and "training lines continue" in p.warnings[0]
+    assert "may end with a run that printed no final evaluation" in p.warnings[0]
+    # An appended summary of another seed prints its result after its training line, with no artifact.
+    q = parse_log(text + "final_q_exact val_loss:1.9 val_bpb:1.14\n")
+    assert (q.metric_label, q.metric_line_no) == ("final_int8_zlib_roundtrip_exact", 28)
+    assert "'final_q_exact' (line 30, val_bpb 1.14)) follow no artifact line, so none of them is taken" \
+        in q.warnings[0]
 
 
 def test_metric_labels_override_wins_over_the_protocol():

@@ -43,7 +43,8 @@ def audit_source(source: str, path: str | PathLike | None = None, *,
     interp = Interp(expansion.tree, unknown_modules, env, script.name if script else None)
     interp.run()
 
-    findings = sorted(scan_findings + target_leaks(expansion.tree, interp.reached, interp.visited) + interp.judge.finish(), key=lambda f: (f.source or "", f.line, f.rule.value))
+    findings = scan_findings + target_leaks(expansion.tree, interp.reached, interp.visited) + interp.judge.finish()
+    findings.sort(key=lambda f: (f.source or "", f.line, f.rule.value))
     unknown = unknown + expansion.notes + interp.unknown
     if any(f.severity is Severity.VIOLATION for f in findings):
         verdict = Verdict.FLAGGED

@@ -99,7 +99,6 @@ class Judge:
         # Updates on unscored validation tokens of known models, reported once those weights score:
         # a throw-away adapter trained while warming a compiler up never reaches a score.
         self.unused: dict[tuple, Finding] = {}
-        self.never_scored: list[int] = []  # lines of such updates whose weights never scored
         self.overlap_tags: set[int] = set()
         self.selecting: list[int] = []  # lines of the validation-score tests the current code runs under
         self.tags = 0
@@ -287,8 +286,12 @@ class Judge:
         if not led.updated and not led.reloaded:  # back to weights no validation token trained: not evaluating
             led.evaluating = ""
 
+    @property
+    def never_scored(self) -> list[int]:
+        """Lines of updates on unscored validation tokens whose weights never scored nor were saved."""
+        return sorted({f.line for f in self.unused.values()})
+
     def finish(self) -> list[Finding]:
-        self.never_scored = sorted({f.line for f in self.unused.values()})
         for fs in self.pending.values():
             for f in fs:
                 self.report(f)

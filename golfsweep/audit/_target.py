@@ -116,11 +116,14 @@ def _leak(body: list[ast.stmt], loss: ast.Call, scores: ast.expr, target: ast.ex
     return min(shaped[n] for n in hit) if hit else None
 
 
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
 def _statements(body: list[ast.stmt]):
     """Every statement of a function body, nested blocks included, nested functions excluded."""
     for s in body:
         yield s
-        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        if isinstance(s, _SCOPES):
             continue
         for field in ("body", "orelse", "finalbody"):
             yield from _statements(getattr(s, field, None) or [])
@@ -128,10 +131,20 @@ def _statements(body: list[ast.stmt]):
             yield from _statements(h.body)
 
 
+def _own_nodes(body: list[ast.stmt]):
+    """Every node of a function body once, the bodies of functions, classes and lambdas in it excluded."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def _scores(body: list[ast.stmt]) -> bool:
     """Whether a function computes a score: a loss, or a (log-)softmax to read probabilities from."""
     return any(isinstance(c, ast.Call) and (_call_name(c) in _LOSSES or _call_name(c) in ("log_softmax", "softmax"))
-               for s in _statements(body) for c in ast.walk(s))
+               for c in _own_nodes(body))
 
 
 def _masked(value: ast.expr) -> ast.expr | None:
@@ -171,9 +184,9 @@ def _hashed_lookups(body: list[ast.stmt], modules: set[str]) -> list[tuple[int, 
         if isinstance(h, ast.BinOp) and isinstance(h.op, ast.BitXor) and ast.dump(h.left) in contexts \
                 and not _enumerates(h.right, defs):
             keys[s.targets[0].id] = s.lineno
-    return [(min(keys[n] for n in _data(sub.slice) & keys.keys()), sub)
-            for s in _statements(body) for sub in ast.walk(s)
-            if isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Load) and _data(sub.slice) & keys.keys()]
+    return sorted(((min(keys[n] for n in _data(sub.slice) & keys.keys()), sub) for sub in _own_nodes(body)
+                   if isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Load) and _data(sub.slice) & keys.keys()),
+                  key=lambda hit: hit[1].lineno)
 
 
 def target_leaks(tree: ast.Module, reached: set[int] | None = None, followed: set[int] | None = None) -> list[Finding]:
@@ -190,18 +203,15 @@ def target_leaks(tree: ast.Module, reached: set[int] | None = None, followed: se
         severity, off = Severity.VIOLATION, ""
         if fn is not None and reached is not None and followed is not None and id(fn) in followed - reached:
             severity, off = Severity.WARNING, " (in code the script's default configuration does not run)"
-        for s in _statements(body):
-            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            for call in (n for n in ast.walk(s) if isinstance(n, ast.Call)):
-                args = _loss_args(call)
-                line = _leak(body, call, *args, modules) if args is not None else None
-                if line is not None:
-                    findings.append(Finding(
-                        Rule.TARGET_LEAK, call.lineno, getattr(call, "end_lineno", None),
-                        f"the distribution scored here was changed at the target token's own index at line {line}:"
-                        f" a token's probability may depend only on the artifact and the tokens before it{off}",
-                        severity, getattr(call, SOURCE_ATTR, None), (line,)))
+        for call in sorted((n for n in _own_nodes(body) if isinstance(n, ast.Call)), key=lambda c: c.lineno):
+            args = _loss_args(call)
+            line = _leak(body, call, *args, modules) if args is not None else None
+            if line is not None:
+                findings.append(Finding(
+                    Rule.TARGET_LEAK, call.lineno, getattr(call, "end_lineno", None),
+                    f"the distribution scored here was changed at the target token's own index at line {line}:"
+                    f" a token's probability may depend only on the artifact and the tokens before it{off}",
+                    severity, getattr(call, SOURCE_ATTR, None), (line,)))
         if fn is not None:
             for line, sub in _hashed_lookups(body, modules)[:1]:
                 findings.append(Finding(

@@ -352,6 +352,20 @@ def test_a_distribution_changed_at_the_target_index_is_flagged(before, leaks):
         assert found[0].severity == "violation" and report.verdict is Verdict.FLAGGED
 
 
+def test_a_leak_inside_nested_loops_is_one_finding():
+    report = audit_snippet("""
+        import torch.nn.functional as F
+
+
+        def score(batches):
+            for logits, y in batches:
+                for _ in range(2):
+                    logits = logits + 5.0 * F.one_hot(y, 8)
+                    loss = F.cross_entropy(logits, y)
+    """)
+    assert [(f.rule, f.line) for f in report.findings] == [("target_shapes_distribution", 9)]
+
+
 def test_a_cache_updated_with_the_target_after_scoring_it_is_not_a_leak():
     report = audit_snippet("""
         import torch
